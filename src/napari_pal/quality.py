@@ -1,0 +1,137 @@
+"""Per-image label quality: how far each given mask lies from what the model sees.
+
+Signals per class, computed in the training grid from the trained segmenter's
+prediction and the given mask:
+- ``bdist``: symmetric mean boundary distance (pixels of the image as stored); an eroded,
+  dilated or shifted outline moves by its full amount even where Dice barely changes;
+- ``offset``: signed mean distance of the mask's outline from the prediction's
+  (+ over-drawn, - under-drawn);
+- ``dice``: overlap of mask and prediction;
+- ``qam``: the quality module's bounded score λ·tanh(t) for the image (strategies with a QAM).
+The overall ``quality`` uses the boundary distance (see README, "Quality scores", for
+the measurement behind that choice).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from .inference import TrainedModel
+from .trainset import grid_sample_of
+
+if TYPE_CHECKING:
+    from .dataset import Dataset
+
+#: Distance (in % of the image's longer side) at which a class's quality falls to one half.
+HALF_QUALITY_PERCENT = 1.0
+
+
+@dataclass
+class ImageScore:
+    name: str
+    quality: float
+    per_class: dict[str, float]
+    signals: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Analysis:
+    """Everything the review needs for one image, at the image's own size."""
+
+    score: ImageScore
+    probs: np.ndarray | None = None  # (C, H, W) float32
+    disagreement: np.ndarray | None = None  # (H, W) float32 in [0, 1]
+
+
+def _outline(mask: np.ndarray) -> np.ndarray:
+    return mask & ~ndimage.binary_erosion(mask, border_value=0)
+
+
+def boundary_signals(mask: np.ndarray, pred: np.ndarray) -> tuple[float, float, float]:
+    """(dice, bdist, offset) of a binary mask against a binary prediction, in grid pixels.
+
+    Where exactly one of the two is empty the distances are infinite; both empty agree.
+    """
+    inter, total = np.logical_and(mask, pred).sum(), mask.sum() + pred.sum()
+    dice = 1.0 if total == 0 else 2.0 * inter / total
+    if not mask.any() and not pred.any():
+        return dice, 0.0, 0.0
+    if not mask.any() or not pred.any():
+        return dice, math.inf, math.inf if mask.any() else -math.inf
+    m_edge, p_edge = _outline(mask), _outline(pred)
+    to_p = ndimage.distance_transform_edt(~p_edge)
+    to_m = ndimage.distance_transform_edt(~m_edge)
+    d_mp, d_pm = to_p[m_edge], to_m[p_edge]
+    bdist = (d_mp.sum() + d_pm.sum()) / (len(d_mp) + len(d_pm))
+    sign = np.where(pred[m_edge], -1.0, 1.0)
+    return float(dice), float(bdist), float((sign * d_mp).mean())
+
+
+def class_quality(bdist_percent: float) -> float:
+    """Map a boundary distance (in % of the image side) to [0, 1]; 1 = outline right."""
+    if not math.isfinite(bdist_percent):
+        return 0.0
+    return 1.0 / (1.0 + (bdist_percent / HALF_QUALITY_PERCENT) ** 2)
+
+
+def score_from_grid(name: str, classes: list[str], masks: np.ndarray, probs: np.ndarray,
+                    image_scale: float, qam_t: float | None = None, lam: float = 2.0,
+                    ) -> ImageScore:
+    """Score one image from its grid masks (C,S,S) and predicted probabilities (C,S,S)."""
+    size = masks.shape[-1]
+    signals: dict[str, float] = {}
+    per_class: dict[str, float] = {}
+    for c, cls in enumerate(classes):
+        dice, bdist, offset = boundary_signals(masks[c].astype(bool), probs[c] > 0.5)
+        signals[f"dice_{cls}"] = dice
+        signals[f"bdist_{cls}"] = bdist * image_scale
+        signals[f"offset_{cls}"] = offset * image_scale
+        per_class[cls] = class_quality(100.0 * bdist / size)
+    if qam_t is not None:
+        signals["qam"] = float(lam * math.tanh(qam_t))
+    quality = float(np.mean(list(per_class.values())))
+    return ImageScore(name, quality, per_class, signals)
+
+
+def disagreement_map(masks: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Per pixel, the largest |mask - probability| over classes: 1 where a confident
+    prediction contradicts the mask, ~0.5 where the model is unsure, 0 where they agree."""
+    return np.abs(masks.astype(np.float32) - probs).max(axis=0)
+
+
+def analyse(model: TrainedModel, dataset: Dataset, *, maps: bool = True,
+            overrides: Mapping[str, np.ndarray] | None = None, batch: int = 8,
+            ) -> Iterator[Analysis]:
+    """Score every image of ``dataset`` (one Analysis per image, in dataset order)."""
+    if list(dataset.classes) != list(model.classes):
+        from .errors import DatasetError
+
+        raise DatasetError(f"{dataset.root}: classes {dataset.classes} differ from the "
+                           f"model's {model.classes}; open the folder the run was trained for")
+    overrides = overrides or {}
+    size = model.config.size
+    for start in range(0, len(dataset), batch):
+        idx = range(start, min(start + batch, len(dataset)))
+        items = [grid_sample_of(dataset, i, size, overrides.get(dataset.names[i])) for i in idx]
+        images = torch.from_numpy(np.stack([img for _, img, _ in items]))[:, None]
+        masks = torch.from_numpy(np.stack([m for _, _, m in items]))
+        probs, t = model.predict_grid(images, masks)
+        for k, i in enumerate(idx):
+            frame = items[k][0]
+            score = score_from_grid(dataset.names[i], model.classes, items[k][2], probs[k],
+                                    frame.scale, None if t is None else float(t[k]),
+                                    model.config.lam)
+            if not maps:
+                yield Analysis(score)
+                continue
+            full = frame.from_square(probs[k])
+            given = overrides.get(dataset.names[i])
+            given = dataset.read_masks(i) if given is None else np.asarray(given, bool)
+            yield Analysis(score, full, disagreement_map(given, full))
