@@ -278,6 +278,10 @@ def _find_loose(root, images, loose, txt, classes, problems):
     order = txt if txt is not None else (list(classes) if classes is not None else None)
     if order is None:
         order = _count_classes(layout, items, problems)
+        if not order and items:
+            problems.append(f"every mask in '{masks_dir}' is all background (0), so there are "
+                            "no classes. Fix: check the export (label k = class k).")
+            return None
     return layout, order, items
 
 
@@ -320,7 +324,7 @@ def _check(ds: Dataset, problems: list[str]) -> None:
         except DatasetError as err:
             problems.append(str(err))
             continue
-        seen |= masks.reshape(len(ds.classes), -1).any(axis=1)
+        seen |= masks.any(axis=(1, 2))
         if hw is not None and masks.shape[1:] != hw:
             try:
                 with warnings.catch_warnings():
