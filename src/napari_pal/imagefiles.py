@@ -19,7 +19,6 @@ from .atomic import atomic_path
 from .errors import DatasetError
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated PNG must fail, not load half
-Image.MAX_IMAGE_PIXELS = 30000 * 30000  # radiographs are big; still refuse absurd headers
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 MASK_SUFFIXES = (".png", ".tif", ".tiff")
