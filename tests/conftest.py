@@ -1,0 +1,24 @@
+"""Shared fixtures: the real JSRT data (beside the repository) and the bundled sample."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def jsrt256() -> Path:
+    """JSRT 256 px data set in ``../shared/data/jsrt256`` (the folder holding the repo)."""
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "jsrt256"
+    if not path.is_dir():
+        pytest.skip(f"JSRT data not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    """The synthetic sample data set committed in ``resources/sample``."""
+    return REPO / "resources" / "sample"
