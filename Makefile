@@ -1,0 +1,72 @@
+# napari-pal developer tasks (GNU make).  `make test` is what CI runs (.ci/run).
+SHELL := /bin/bash
+.DEFAULT_GOAL := test
+
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+# Headless Qt/OpenGL for napari under Xvfb (Debian/Ubuntu package names).
+SYSDEPS := xvfb xauth libgl1 libgl1-mesa-dri libegl1 libxkbcommon-x11-0 libxcb-icccm4 \
+           libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-xinerama0 \
+           libxcb-xfixes0 libxcb-shape0 libdbus-1-3 libfontconfig1
+
+.PHONY: venv sysdeps test lint demo clean
+
+venv: $(STAMP)
+
+# torch first: with an NVIDIA GPU the default (CUDA) build from PyPI, else the pinned
+# version, which is a CPU wheel where one is on offer (see shared/NOTES.md).
+$(STAMP): pyproject.toml
+	@if [ ! -x $(PY) ]; then \
+	  python3 -m venv $(VENV) || { \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	      rm -rf $(VENV) && apt-get update && apt-get install -y python3-venv && \
+	      python3 -m venv $(VENV); \
+	    else echo "python3 -m venv failed: install python3-venv" >&2; exit 1; fi; }; \
+	fi
+	@if nvidia-smi >/dev/null 2>&1; then \
+	  echo "NVIDIA GPU found: installing torch from PyPI"; $(PIP) install torch; \
+	else \
+	  echo "no NVIDIA GPU: installing torch==2.13.0"; $(PIP) install torch==2.13.0; \
+	fi
+	$(PIP) install -e '.[gui,bench,test]'
+	@touch $@
+
+sysdeps:
+	@if command -v xvfb-run >/dev/null 2>&1; then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(SYSDEPS); \
+	elif [ -n "$${DISPLAY:-}" ]; then \
+	  echo "note: xvfb-run not found; using the display $$DISPLAY"; \
+	else \
+	  echo "xvfb-run not found and no DISPLAY: the GUI tests need a display." >&2; \
+	  echo "Install (as root): apt-get install -y $(SYSDEPS)" >&2; \
+	  exit 1; \
+	fi
+
+test: venv sysdeps
+	$(VENV)/bin/ruff check src tests
+	@if [ -z "$${DISPLAY:-}" ]; then \
+	  echo "xvfb-run -a $(PY) -m pytest -q $(PYTEST_ARGS)"; \
+	  xvfb-run -a -s "-screen 0 1280x1024x24" $(PY) -m pytest -q $(PYTEST_ARGS); \
+	else \
+	  echo "$(PY) -m pytest -q $(PYTEST_ARGS)"; \
+	  $(PY) -m pytest -q $(PYTEST_ARGS); \
+	fi
+
+lint: venv
+	$(VENV)/bin/ruff check src tests resources
+
+demo: venv
+	$(VENV)/bin/napari-pal train resources/sample --out runs/demo --epochs 15 --size 128
+	$(VENV)/bin/napari-pal score runs/demo resources/sample --out runs/demo/scores.csv
+	@echo "8 worst (most likely wrong) masks:"
+	@head -n 9 runs/demo/scores.csv
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache build dist src/*.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
