@@ -62,6 +62,7 @@ lint: venv
 	$(VENV)/bin/ruff check src tests resources
 
 demo: venv
+	rm -rf runs/demo
 	$(VENV)/bin/napari-pal train resources/sample --out runs/demo --epochs 15 --size 128
 	$(VENV)/bin/napari-pal score runs/demo resources/sample --out runs/demo/scores.csv
 	@echo "8 worst (most likely wrong) masks:"

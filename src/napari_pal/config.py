@@ -37,7 +37,8 @@ class TrainConfig:
         from .errors import PalError
 
         if self.strategy not in STRATEGIES:
-            raise PalError(f"unknown strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}")
+            raise PalError(f"unknown strategy {self.strategy!r}: "
+                           f"choose one of {', '.join(STRATEGIES)}")
         if self.qam_input not in QAM_INPUTS:
             raise PalError(f"unknown qam_input {self.qam_input!r}: choose one of {QAM_INPUTS}")
         if self.size < 2**self.depth or self.size % 2**self.depth:

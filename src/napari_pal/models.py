@@ -31,7 +31,8 @@ class UNet(nn.Module):
         self.down = nn.ModuleList([_conv_block(in_channels, widths[0])])
         self.down.extend(_conv_block(widths[i], widths[i + 1]) for i in range(depth))
         self.up = nn.ModuleList(
-            nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in reversed(range(depth))
+            nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2)
+            for i in reversed(range(depth))
         )
         self.merge = nn.ModuleList(
             _conv_block(2 * widths[i], widths[i]) for i in reversed(range(depth))
