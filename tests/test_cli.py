@@ -5,6 +5,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+import tifffile
 
 from napari_pal.cli import main
 
@@ -54,7 +55,11 @@ def test_corrupt_train_score_predict_evaluate(tmp_path, jsrt_slice, capsys):
 
     scores = tmp_path / "scores.csv"
     assert main(["score", str(run), str(noisy), "--split", f"{noisy}/split.csv:train",
-                 "--out", str(scores)]) == 0
+                 "--out", str(scores), "--maps", str(tmp_path / "maps")]) == 0
+    maps = sorted((tmp_path / "maps").glob("*.tif"))
+    assert len(maps) == 10
+    disagreement = tifffile.imread(maps[0])
+    assert disagreement.shape == (256, 256) and 0 <= disagreement.min() <= disagreement.max() <= 1
     rows = list(csv.DictReader(open(scores)))
     assert len(rows) == 10
     assert list(rows[0])[:5] == ["name", "quality", "quality_clavicles", "quality_heart",

@@ -113,8 +113,17 @@ def cmd_score(a: argparse.Namespace) -> int:
     ds = _open(a.data, a.split, model.classes)
     out = Path(a.out)
     _outside(out, Path(a.data))
-    scores = [r.score for r in tqdm(analyse(model, ds, maps=False), total=len(ds),
-                                    desc="scoring", unit="img")]
+    maps = Path(a.maps) if a.maps else None
+    if maps:
+        _outside(maps, Path(a.data))
+    scores = []
+    for r in tqdm(analyse(model, ds, maps=maps is not None), total=len(ds), desc="scoring",
+                  unit="img"):
+        scores.append(r.score)
+        if maps is not None:
+            from .imagefiles import write_tiff
+
+            write_tiff(maps / f"{r.score.name}.tif", r.disagreement.astype("float32"))
     text = scores_csv(scores, model.classes)
     write_text(out, text)
     lines = text.splitlines()
@@ -205,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run", help="run folder from 'train'")
     s.add_argument("data")
     s.add_argument("--out", required=True, help="CSV to write")
+    s.add_argument("--maps", metavar="DIR", help="also write each image's per-pixel "
+                   "disagreement map (float32 TIFF, 0 agree .. 1 confident conflict) to DIR")
     _common(s)
     s.set_defaults(func=cmd_score)
 
