@@ -1,0 +1,202 @@
+"""Results of ``napari-pal benchmark``: the CSV (one row per run), the Markdown tables
+(aggregated over seeds, beside the paper's Table 1) and the Fig. 4 weight plots."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import atomic_path, write_text
+
+#: Zhu et al., MICCAI 2019, Table 1 ("Results on JSRT dataset"), copied from the paper:
+#: (noise %, level) -> strategy -> (lungs, heart, clavicles, average). Level None: no noise.
+PAPER_TABLE1: dict[tuple[int, str], dict[str, tuple[float, float, float, float]]] = {
+    (0, "none"): {"baseline": (0.943, 0.941, 0.862, 0.915), "qam": (0.939, 0.923, 0.831, 0.898),
+                  "qam_ocm": (0.941, 0.940, 0.852, 0.911)},
+    (25, "1-8"): {"baseline": (0.868, 0.888, 0.538, 0.765), "qam": (0.925, 0.926, 0.748, 0.866),
+                  "qam_ocm": (0.936, 0.925, 0.823, 0.895)},
+    (50, "1-8"): {"baseline": (0.873, 0.884, 0.539, 0.765), "qam": (0.922, 0.925, 0.726, 0.857),
+                  "qam_ocm": (0.936, 0.929, 0.828, 0.898)},
+    (75, "1-8"): {"baseline": (0.820, 0.828, 0.512, 0.720), "qam": (0.898, 0.825, 0.536, 0.753),
+                  "qam_ocm": (0.937, 0.939, 0.809, 0.895)},
+    (25, "5-13"): {"baseline": (0.865, 0.857, 0.422, 0.715), "qam": (0.893, 0.835, 0.615, 0.781),
+                   "qam_ocm": (0.935, 0.935, 0.801, 0.890)},
+    (50, "5-13"): {"baseline": (0.755, 0.807, 0.393, 0.652), "qam": (0.828, 0.853, 0.491, 0.714),
+                   "qam_ocm": (0.942, 0.942, 0.853, 0.912)},
+    (75, "5-13"): {"baseline": (0.745, 0.738, 0.381, 0.621), "qam": (0.770, 0.772, 0.366, 0.636),
+                   "qam_ocm": (0.938, 0.937, 0.801, 0.892)},
+}
+PAPER_CLASSES = ("lungs", "heart", "clavicles")
+PAPER_OPS = "erode+dilate"  # the paper's noise: each corrupted mask eroded OR dilated
+STRATEGY_LABEL = {"baseline": "baseline", "qam": "QAM", "qam_ocm": "QAM+OCM"}
+
+#: Columns that identify a run; a row with the same values is not run again.
+KEY = ("protocol", "size", "epochs", "batch_size", "lr", "ops", "fraction", "level",
+       "strategy", "seed")
+SCORES = ("quality", "qam", "cleanlab")  # detection scores, see benchmark.detect
+METRICS = ("auc", "ap", "p_at_k")
+
+
+def row_key(row: dict) -> tuple[str, ...]:
+    return tuple(str(row[k]) for k in KEY)
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    if not Path(path).is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def write_rows(path: Path, rows: Sequence[dict]) -> None:
+    """The whole CSV, atomically (an interrupted grid keeps every finished row)."""
+    cols: list[str] = []
+    for row in rows:
+        cols += [k for k in row if k not in cols]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n", restval="")
+    w.writeheader()
+    w.writerows(rows)
+    write_text(path, buf.getvalue())
+
+
+def _num(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _pm(values: Sequence[float], digits: int = 3) -> str:
+    vals = [v for v in values if math.isfinite(v)]
+    if not vals:
+        return "–"
+    if len(vals) == 1:
+        return f"{vals[0]:.{digits}f}"
+    return f"{np.mean(vals):.{digits}f} ± {np.std(vals, ddof=1):.{digits}f}"
+
+
+def _groups(rows: Iterable[dict]) -> dict[tuple, list[dict]]:
+    out: dict[tuple, list[dict]] = {}
+    for r in rows:
+        k = (*(str(r[c]) for c in ("protocol", "size", "epochs", "batch_size", "lr", "ops")),
+             int(r["fraction"]), str(r["level"]), str(r["strategy"]))
+        out.setdefault(k, []).append(r)
+    order = {"none": 0, "1-8": 1, "5-13": 2}
+    strat = {"baseline": 0, "qam": 1, "qam_ocm": 2}
+    return dict(sorted(out.items(), key=lambda kv: (
+        kv[0][:5], kv[0][5] != PAPER_OPS, kv[0][5], order.get(kv[0][7], 9), kv[0][7],
+        kv[0][6], strat.get(kv[0][8], 9))))
+
+
+def _classes(rows: Sequence[dict]) -> list[str]:
+    found = [k[5:] for k in rows[0] if k.startswith("dice_") and k != "dice_mean"] if rows else []
+    return [c for c in PAPER_CLASSES if c in found] + [c for c in found if c not in PAPER_CLASSES]
+
+
+def markdown(rows: Sequence[dict]) -> str:
+    """Dice table (mean ± sample std over seeds) beside the paper's, then the detection table."""
+    if not rows:
+        return "# Benchmark\n\nNo finished runs yet.\n"
+    classes = _classes(rows)
+    lines = ["# Benchmark: Pick-and-Learn on JSRT", "",
+             "Test Dice of the final model (no model selection) on the clean test masks; "
+             "mean ± standard deviation over seeds where more than one ran. "
+             "**paper** columns: Zhu et al., MICCAI 2019, Table 1, as printed (256 px, "
+             "batch 32, lr 1e-4, their networks), not re-run here; `–` where the paper has "
+             "no such row (e.g. one-sided noise).", ""]
+    groups = _groups(rows)
+    protocols = sorted({k[:5] for k in groups})
+    for proto in protocols:
+        name, size, epochs, batch, lr = proto
+        lines += [f"## Protocol `{name}`: {size} px, {epochs} epochs, batch {batch}, lr {lr}",
+                  "", "### Dice", ""]
+        head = ["noise", "level", "ops", "strategy", "seeds", *classes, "mean",
+                *(f"paper {c}" for c in PAPER_CLASSES), "paper mean", "train s / run"]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for key, rs in groups.items():
+            if key[:5] != proto:
+                continue
+            ops, frac, level, strategy = key[5:]
+            paper = PAPER_TABLE1.get((frac, level), {}).get(strategy) \
+                if ops == PAPER_OPS or frac == 0 else None
+            cells = [f"{frac} %", level, ops, STRATEGY_LABEL.get(strategy, strategy),
+                     str(len(rs)), *(_pm([_num(r[f"dice_{c}"]) for r in rs]) for c in classes),
+                     _pm([_num(r["dice_mean"]) for r in rs]),
+                     *((f"{v:.3f}" for v in paper) if paper else ["–"] * 4),
+                     _pm([_num(r["train_s"]) for r in rs], 0)]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", "### Detection of the corrupted training masks", "",
+                  "Per-image scores on the training images (whose corruption is known), from "
+                  "the same final model's predictions: **quality** = napari-pal's score "
+                  "(boundary distance of mask vs prediction), **QAM** = the quality module's "
+                  "λ·tanh(t), **cleanlab** = `get_label_quality_scores(method='softmin')`, "
+                  "each class a two-class problem, averaged over classes. k = number of "
+                  "corrupted images; P@k = precision among the k lowest-quality images.", ""]
+        head = ["noise", "level", "ops", "strategy", "seeds", "k",
+                *(f"{m} {s}" for s in SCORES for m in ("AUC", "AP", "P@k"))]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for key, rs in groups.items():
+            if key[:5] != proto or key[6] == 0:
+                continue
+            ops, frac, level, strategy = key[5:]
+            cells = [f"{frac} %", level, ops, STRATEGY_LABEL.get(strategy, strategy),
+                     str(len(rs)), _pm([_num(r["n_corrupt"]) for r in rs], 0),
+                     *(_pm([_num(r.get(f"{m}_{s}")) for r in rs])
+                       for s in SCORES for m in METRICS)]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def read_history(run_dir: Path) -> list[dict[str, float]]:
+    rows = read_rows(Path(run_dir) / "history.csv")
+    return [{k: _num(v) for k, v in r.items()} for r in rows]
+
+
+def plot_fig4(curves: dict[str, list[dict[str, float]]], path: Path, title: str) -> Path | None:
+    """The paper's Fig. 4: mean weight (batch mean = 1) of clean vs corrupted training
+    masks per epoch, one pair of lines per run. None if no run has both weights."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    drawn = 0
+    for i, (label, hist) in enumerate(curves.items()):
+        pts = [(h["epoch"], h["clean_weight"], h["corrupt_weight"]) for h in hist
+               if math.isfinite(h.get("clean_weight", math.nan))
+               and math.isfinite(h.get("corrupt_weight", math.nan))]
+        if not pts:
+            continue
+        ep, clean, bad = (np.array(v) for v in zip(*pts))
+        color = f"C{i % 10}"
+        ax.plot(ep, clean, "-", marker="o", ms=2.5, color=color, label=f"{label}: clean")
+        ax.plot(ep, bad, "--", marker="x", ms=2.5, color=color, label=f"{label}: corrupted")
+        starts = [h["epoch"] for h in hist if h.get("weighting") == 1]
+        if starts and starts[0] > 1:  # before: warm-up, uniform weights
+            ax.axvline(starts[0] - 0.5, color=color, lw=0.6, ls=":")
+        drawn += 1
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.axhline(1.0, color="0.7", lw=0.8)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean sample weight (batch mean = 1)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
+__all__ = ["KEY", "PAPER_TABLE1", "markdown", "plot_fig4", "read_history", "read_rows",
+           "row_key", "write_rows"]
