@@ -156,3 +156,34 @@ def test_errors_are_shown_not_raised(make_napari_viewer, qtbot, tmp_path: Path,
     w.export(tmp_path / "x")
     assert len(shown) == 3 and "does not exist" in shown[0]
     assert w.worker is None
+
+
+def test_retrain_counts_reviewed_as_trusted(make_napari_viewer, qtbot, small_data: Path,
+                                            tmp_path: Path, monkeypatch) -> None:
+    from napari_pal import _widget
+
+    seen = {}
+
+    def fake_job(meta, overrides, config, run_dir, trusted, stop):
+        seen.update(trusted=trusted, config=config, masks=overrides[meta["names"][0]])
+        yield ("status", "done")
+
+    monkeypatch.setattr(_widget, "_train_job", fake_job)
+    viewer, w = _dock(make_napari_viewer, qtbot, small_data, tmp_path)
+    viewer.dims.set_current_step(0, 3)
+    w.mark_reviewed()
+    viewer.layers["heart mask"].data[0] = 0  # an edit reaches training as an override
+    w.retrain_button.click()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=10_000)
+    assert seen["trusted"] == [w.meta["names"][3]]
+    assert seen["config"].threads == 1 and seen["config"].size == 64
+    assert not seen["masks"][1].any()
+
+
+def test_review_shortcuts(make_napari_viewer, qtbot, small_data: Path, tmp_path: Path) -> None:
+    viewer, w = _dock(make_napari_viewer, qtbot, small_data, tmp_path)
+    keys = sorted(sc.key().toString() for sc in w._shortcuts)
+    assert {"Alt+N", "Alt+R", "Alt+A", "Alt+Z", "Alt+1", "Alt+3"} <= set(keys)
+    viewer.dims.set_current_step(0, 2)
+    next(sc for sc in w._shortcuts if sc.key().toString() == "Alt+R").activated.emit()
+    assert w.status[w.meta["names"][2]] == "reviewed"
