@@ -187,3 +187,18 @@ def test_review_shortcuts(make_napari_viewer, qtbot, small_data: Path, tmp_path:
     viewer.dims.set_current_step(0, 2)
     next(sc for sc in w._shortcuts if sc.key().toString() == "Alt+R").activated.emit()
     assert w.status[w.meta["names"][2]] == "reviewed"
+
+
+def test_folder_picker_maps_each_class_to_its_layer(make_napari_viewer, small_data: Path) -> None:
+    from napari_pal._widget import PalWidget
+
+    viewer = make_napari_viewer()
+    w = PalWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.open_folder(small_data)  # layers arrive one by one while the widget listens
+    assert [ly.name for ly in w.mask_layers()] == [f"{c} mask" for c in w.meta["classes"]]
+    viewer.add_labels(np.zeros_like(w.mask_layers()[0].data), name="mine")
+    w.mask_combos[1].setCurrentIndex(w.mask_combos[1].findText("mine"))
+    w.mask_combos[1].activated.emit(w.mask_combos[1].currentIndex())
+    viewer.add_labels(np.zeros((2, 2), np.uint8), name="other")
+    assert [ly.name for ly in w.mask_layers()] == ["lungs mask", "mine", "clavicles mask"]

@@ -154,6 +154,7 @@ class PalWidget(QWidget):
         self._pred: np.ndarray | None = None
         self._dis: np.ndarray | None = None
         self._dataset = None
+        self._user_masks: dict[int, Any] = {}
         self._build()
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
@@ -371,8 +372,11 @@ class PalWidget(QWidget):
             while self.mask_form.rowCount():
                 self.mask_form.removeRow(0)
             self.mask_combos = []
-            for cls in classes:
+            self._user_masks = {}
+            for k, cls in enumerate(classes):
                 combo = QComboBox()
+                combo.activated.connect(
+                    lambda _i, k=k, c=combo: self._user_masks.__setitem__(k, c.currentData()))
                 self.mask_form.addRow(f"{cls} mask", combo)
                 self.mask_combos.append(combo)
         if self.meta is None:
@@ -384,7 +388,7 @@ class PalWidget(QWidget):
                   if isinstance(ly, Labels) and tuple(ly.data.shape) == shape
                   and (ly.metadata or {}).get(META_KEY, {}).get("role") != "prediction"]
         for k, combo in enumerate(self.mask_combos):
-            chosen = combo.currentData()
+            chosen = self._user_masks.get(k)  # a layer the user picked in this combo
             combo.blockSignals(True)
             combo.clear()
             for ly in labels:
@@ -397,8 +401,7 @@ class PalWidget(QWidget):
                             and m.get("root") == self.meta["root"]):
                         pick = ly
                         break
-            if pick is not None:
-                combo.setCurrentIndex(labels.index(pick))
+            combo.setCurrentIndex(labels.index(pick) if pick is not None else -1)
             combo.blockSignals(False)
 
     def mask_layers(self) -> list:
