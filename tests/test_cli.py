@@ -64,7 +64,7 @@ def test_corrupt_train_score_predict_evaluate(tmp_path, jsrt_slice, capsys):
     assert len(rows) == 10
     assert list(rows[0])[:5] == ["name", "quality", "quality_clavicles", "quality_heart",
                                  "quality_lungs"]
-    assert {"qam", "bdist_lungs", "dice_heart", "offset_clavicles"} <= set(rows[0])
+    assert {"qam", "dist_lungs", "dice_heart", "offset_clavicles"} <= set(rows[0])
     q = [float(r["quality"]) for r in rows]
     assert q == sorted(q) and all(0 <= v <= 1 for v in q)
 

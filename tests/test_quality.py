@@ -17,8 +17,8 @@ def disc(size=128, r=30):
 def test_offset_and_distance_measure_the_corruption_in_pixels(op, r, sign):
     pred = disc()
     mask = op(pred, disk(r))
-    dice, bdist, offset = boundary_signals(mask, pred)
-    assert abs(bdist - r) < 1.0
+    dice, dist, offset = boundary_signals(mask, pred)
+    assert abs(dist - r) < 1.0
     assert abs(offset - sign * r) < 1.0
     assert dice < 1.0
 
@@ -44,7 +44,7 @@ def test_quality_falls_with_distance_and_ranks_images():
     bad = score_from_grid("bad", ["a", "b"], bad_mask, probs, image_scale=2.0, qam_t=-1.0)
     assert good.quality > bad.quality
     assert bad.per_class["a"] < bad.per_class["b"] == pytest.approx(1.0)
-    assert bad.signals["bdist_a"] == pytest.approx(10.0, abs=2.0), "in stored-image pixels"
+    assert bad.signals["dist_a"] == pytest.approx(10.0, abs=2.0), "in stored-image pixels"
     assert -2.0 < bad.signals["qam"] < good.signals["qam"] < 2.0
 
 
@@ -55,3 +55,13 @@ def test_disagreement_is_confidence_weighted():
     probs[1, 3, 3] = 0.5
     m = disagreement_map(masks, probs)
     assert m[0, 0] == 1.0 and m[3, 3] == 0.5 and m[1, 1] == 0.0
+
+
+def test_shift_is_seen_by_distance_not_by_offset_and_stray_blobs_are_ignored():
+    pred = disc()
+    shifted = np.roll(pred, 5, axis=1)
+    _, dist, offset = boundary_signals(shifted, pred)
+    assert dist > 2.5 and abs(offset) < 1.0
+    stray = pred.copy()
+    stray[2:8, 2:8] = True  # the prediction has a blob far from the mask
+    assert boundary_signals(pred, stray)[1] == 0.0

@@ -243,6 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--ops", default="erode,dilate", help="comma list of erode, dilate")
     _common(c)
     c.set_defaults(func=cmd_corrupt)
+
+    from . import benchmark, speed
+
+    benchmark.add_parser(sub)
+    speed.add_parser(sub)
     return p
 
 

@@ -1,15 +1,17 @@
 """Per-image label quality: how far each given mask lies from what the model sees.
 
 Signals per class, computed in the training grid from the trained segmenter's
-prediction and the given mask:
-- ``bdist``: symmetric mean boundary distance (pixels of the image as stored); an eroded,
-  dilated or shifted outline moves by its full amount even where Dice barely changes;
-- ``offset``: signed mean distance of the mask's outline from the prediction's
-  (+ over-drawn, - under-drawn);
+prediction and the given mask, distances in pixels of the image as stored:
+- ``dist``: mean distance of the mask's outline from the predicted outline. An eroded,
+  dilated or shifted outline moves by its full amount even where Dice barely changes,
+  and measuring from the mask's outline (not symmetrically) ignores stray blobs that the
+  prediction has elsewhere;
+- ``offset``: the same distance signed (+ over-drawn, - under-drawn);
 - ``dice``: overlap of mask and prediction;
 - ``qam``: the quality module's bounded score λ·tanh(t) for the image (strategies with a QAM).
-The overall ``quality`` uses the boundary distance (see README, "Quality scores", for
-the measurement behind that choice).
+The overall ``quality`` is the mean over classes of a quality computed from ``dist``; on
+JSRT with half of the training masks eroded or dilated by 5-13 px it separated bad from
+good masks best of these signals (README, "Quality scores").
 """
 
 from __future__ import annotations
@@ -55,9 +57,11 @@ def _outline(mask: np.ndarray) -> np.ndarray:
 
 
 def boundary_signals(mask: np.ndarray, pred: np.ndarray) -> tuple[float, float, float]:
-    """(dice, bdist, offset) of a binary mask against a binary prediction, in grid pixels.
+    """(dice, dist, offset) of a binary mask against a binary prediction, in grid pixels.
 
-    Where exactly one of the two is empty the distances are infinite; both empty agree.
+    ``dist`` is the mean distance of the mask's outline pixels from the predicted outline,
+    ``offset`` the same with a sign (+ where the mask's outline lies outside the
+    prediction). Where exactly one of the two is empty the distances are infinite.
     """
     inter, total = np.logical_and(mask, pred).sum(), mask.sum() + pred.sum()
     dice = 1.0 if total == 0 else 2.0 * inter / total
@@ -65,20 +69,17 @@ def boundary_signals(mask: np.ndarray, pred: np.ndarray) -> tuple[float, float, 
         return dice, 0.0, 0.0
     if not mask.any() or not pred.any():
         return dice, math.inf, math.inf if mask.any() else -math.inf
-    m_edge, p_edge = _outline(mask), _outline(pred)
-    to_p = ndimage.distance_transform_edt(~p_edge)
-    to_m = ndimage.distance_transform_edt(~m_edge)
-    d_mp, d_pm = to_p[m_edge], to_m[p_edge]
-    bdist = (d_mp.sum() + d_pm.sum()) / (len(d_mp) + len(d_pm))
+    m_edge = _outline(mask)
+    to_pred = ndimage.distance_transform_edt(~_outline(pred))[m_edge]
     sign = np.where(pred[m_edge], -1.0, 1.0)
-    return float(dice), float(bdist), float((sign * d_mp).mean())
+    return float(dice), float(to_pred.mean()), float((sign * to_pred).mean())
 
 
-def class_quality(bdist_percent: float) -> float:
-    """Map a boundary distance (in % of the image side) to [0, 1]; 1 = outline right."""
-    if not math.isfinite(bdist_percent):
+def class_quality(dist_percent: float) -> float:
+    """Map an outline distance (in % of the image side) to [0, 1]; 1 = outline right."""
+    if not math.isfinite(dist_percent):
         return 0.0
-    return 1.0 / (1.0 + (bdist_percent / HALF_QUALITY_PERCENT) ** 2)
+    return 1.0 / (1.0 + (dist_percent / HALF_QUALITY_PERCENT) ** 2)
 
 
 def score_from_grid(name: str, classes: list[str], masks: np.ndarray, probs: np.ndarray,
@@ -89,11 +90,11 @@ def score_from_grid(name: str, classes: list[str], masks: np.ndarray, probs: np.
     signals: dict[str, float] = {}
     per_class: dict[str, float] = {}
     for c, cls in enumerate(classes):
-        dice, bdist, offset = boundary_signals(masks[c].astype(bool), probs[c] > 0.5)
+        dice, dist, offset = boundary_signals(masks[c].astype(bool), probs[c] > 0.5)
         signals[f"dice_{cls}"] = dice
-        signals[f"bdist_{cls}"] = bdist * image_scale
+        signals[f"dist_{cls}"] = dist * image_scale
         signals[f"offset_{cls}"] = offset * image_scale
-        per_class[cls] = class_quality(100.0 * bdist / size)
+        per_class[cls] = class_quality(100.0 * dist / size)
     if qam_t is not None:
         signals["qam"] = float(lam * math.tanh(qam_t))
     quality = float(np.mean(list(per_class.values())))
