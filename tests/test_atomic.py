@@ -102,11 +102,13 @@ def _direct_writes(path: Path) -> list[str]:
     safe: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, (ast.With, ast.AsyncWith)):
-            for item in node.items:
+            for item in node.items:  # in order: "with atomic_path(p) as tmp, open(tmp) as fh"
                 call = item.context_expr
-                if (isinstance(call, ast.Call) and getattr(call.func, "id", getattr(
-                        call.func, "attr", "")) == "atomic_path"
-                        and isinstance(item.optional_vars, ast.Name)):
+                if not (isinstance(call, ast.Call) and isinstance(item.optional_vars, ast.Name)):
+                    continue
+                fname = getattr(call.func, "id", getattr(call.func, "attr", ""))
+                if fname == "atomic_path" or (fname == "open" and call.args and isinstance(
+                        call.args[0], ast.Name) and call.args[0].id in safe):
                     safe.add(item.optional_vars.id)
 
     def is_safe(expr: ast.AST | None) -> bool:
