@@ -184,7 +184,7 @@ class RecoveryStore:
             if p.name.startswith(".") or p.suffix != ".npz" or not p.is_file():
                 continue
             try:
-                self._read(p.stem, with_masks=False)
+                self._read(p.stem, with_masks=True)  # offer only what load() will accept
             except PalError:
                 continue
             names.append(p.stem)
