@@ -19,6 +19,14 @@ from qtpy.QtCore import QTimer
 
 pytestmark = pytest.mark.gui
 
+
+@pytest.fixture(autouse=True)
+def _recovery_in_tmp(tmp_path: Path, monkeypatch) -> None:
+    """The widget autosaves corrections: into a temporary folder here, not the user cache."""
+    from napari_pal.recovery import ENV
+
+    monkeypatch.setenv(ENV, str(tmp_path / "recovery"))
+
 MAX_STALL_MS = 100.0
 #: Above this baseline stall other processes saturate the CPU; then training may add at
 #: most MAX_ADDED_MS to it instead of staying under MAX_STALL_MS absolutely.

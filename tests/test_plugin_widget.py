@@ -15,6 +15,14 @@ from napari_pal.dataset import open_dataset
 pytestmark = pytest.mark.gui
 
 
+@pytest.fixture(autouse=True)
+def _recovery_in_tmp(tmp_path: Path, monkeypatch) -> None:
+    """The widget autosaves corrections: into a temporary folder here, not the user cache."""
+    from napari_pal.recovery import ENV
+
+    monkeypatch.setenv(ENV, str(tmp_path / "recovery"))
+
+
 @pytest.fixture(scope="module")
 def small_data(tmp_path_factory) -> Path:
     from napari_pal.synthetic import make_sample_dataset

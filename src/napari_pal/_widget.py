@@ -4,6 +4,20 @@ Data -> Training (in a napari thread worker, one progress event per step) -> qua
 table -> review (jump, accept prediction, revert, mark reviewed) -> export. The widget
 holds no method code: it drives the engine's ``Trainer``, ``TrainedModel`` and
 ``quality.analyse``; torch is imported only inside the worker.
+
+Autosave: every edit of a mask layer the widget uses (painting, fill, accept prediction,
+revert, undo/redo, a new ``layer.data``) marks its slice; ``autosave_ms`` after the last edit
+the marked slices' masks (all classes, the image region, at the image's size) are written
+with :class:`napari_pal.recovery.RecoveryStore` into the user's cache (never into the
+dataset), and the review status with it. A slice edited back to its original masks is
+forgotten instead. When the same dataset is opened again the autosaved corrections are
+offered back (a notification and a "Restore N autosaved corrections" button in the Data box;
+corrections whose files changed on disk since are listed as stale and restored only when
+ticked). After a successful Export the recovery of the dataset is discarded: the exported
+folder is the safe copy of the corrections.
+
+Closing the viewer while a job runs stops it (training saves its checkpoint) and waits for
+the worker, at most ``close_timeout_s``.
 """
 
 from __future__ import annotations
@@ -16,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import QItemSelectionModel, Qt
+from qtpy.QtCore import QEvent, QItemSelectionModel, QObject, Qt, QTimer
 from qtpy.QtGui import QKeySequence
 from qtpy.QtWidgets import (
     QAbstractItemView,
@@ -69,6 +83,46 @@ def _notify_info(msg: str) -> None:
     from napari.utils.notifications import show_info
 
     show_info(msg)
+
+
+def _notify_warning(msg: str) -> None:
+    from napari.utils.notifications import show_warning
+
+    show_warning(msg)
+
+
+def _atom_slices(item) -> set[int]:
+    """The slice indices (axis 0) an undo-history item of a Labels layer touches."""
+    out: set[int] = set()
+    for atom in item or ():
+        key = getattr(atom, "slice_key", None)
+        if key is not None:  # a masked paint atom: basic slices
+            k0 = key[0]
+            if isinstance(k0, slice):
+                out.update(range(int(k0.start or 0), int(k0.stop or 0)))
+            else:
+                out.add(int(k0))
+        elif isinstance(atom, tuple) and atom:  # data_setitem: (indices, old, new)
+            idx = atom[0]
+            if isinstance(idx, tuple) and len(idx):
+                out.update(int(v) for v in np.unique(np.asarray(idx[0])))
+    return out
+
+
+class _CloseWatcher(QObject):
+    """Calls ``callback`` when the watched window gets its Close event (before it closes)."""
+
+    def __init__(self, callback, parent=None):
+        super().__init__(parent)
+        self.callback = callback
+
+    def eventFilter(self, obj, event):  # noqa: N802
+        if event.type() == QEvent.Close:
+            try:
+                self.callback()
+            except Exception as err:  # noqa: BLE001 - never break closing the window
+                print(f"napari-pal: while closing: {type(err).__name__}: {err}")
+        return False
 
 
 def _fmt_time(s: float) -> str:
@@ -126,6 +180,9 @@ def _train_job(meta: dict, overrides, config, run_dir: Path, trusted: list[str],
     yield ("status", "reading images")
     ds = dataset_from_meta(meta)
     data = load_training_set(ds, config.size, overrides=overrides)
+    if stop.is_set():
+        yield ("status", "stopped before training started")
+        return
     trainer = Trainer(data, config, run_dir, trusted=trusted)
     ev = None
     for ev in trainer.run():
@@ -134,6 +191,14 @@ def _train_job(meta: dict, overrides, config, run_dir: Path, trusted: list[str],
             trainer.stop()  # it stops before the next step and saves the checkpoint
     if ev is not None and ev.state == "finished" and not stop.is_set():
         yield from _analyse_job(meta, overrides, run_dir, stop)
+
+
+def _job_with_done(job, done: threading.Event, *args):
+    """Run generator ``job`` and set ``done`` when it ends, however it ends."""
+    try:
+        yield from job(*args)
+    finally:
+        done.set()
 
 
 class PalWidget(QWidget):
@@ -150,7 +215,24 @@ class PalWidget(QWidget):
         self.last_event = None
         self.last_run: Path | None = None
         self.runs_dir: Path | None = None  # None: a per-dataset folder in the user cache
+        #: where autosaves go (None: $NAPARI_PAL_RECOVERY, else the user cache)
+        self.recovery_base: Path | None = None
+        self.autosave_ms = 1500
+        self.close_timeout_s = 30.0
         self._stop = threading.Event()
+        self._job_done: threading.Event | None = None
+        self._closed = False
+        self._store = None
+        self._dirty: set[int] = set()
+        self._status_dirty = False
+        self._autosave_error = ""
+        self._offer: list[tuple[str, bool]] = []  # (name, stale) of autosaved corrections
+        self._offer_status: dict[str, str] = {}
+        self._watched: dict[int, Any] = {}
+        self._hist: dict[int, tuple[int, int]] = {}
+        self._autosave_timer = QTimer(self)
+        self._autosave_timer.setSingleShot(True)
+        self._autosave_timer.timeout.connect(self._autosave_tick)
         self._pred: np.ndarray | None = None
         self._dis: np.ndarray | None = None
         self._dataset = None
@@ -159,6 +241,15 @@ class PalWidget(QWidget):
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
         self.viewer.dims.events.current_step.connect(self._on_step)
+        self._close_watcher = _CloseWatcher(self.shutdown, self)
+        qt_window = getattr(getattr(self.viewer, "window", None), "_qt_window", None)
+        if qt_window is not None:
+            qt_window.installEventFilter(self._close_watcher)
+        from qtpy.QtWidgets import QApplication
+
+        app = QApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.shutdown)
         self._refresh_layers()
 
     # --- layout -------------------------------------------------------------------------
@@ -186,6 +277,26 @@ class PalWidget(QWidget):
         self.mask_form.setContentsMargins(0, 0, 0, 0)
         self.mask_combos: list[QComboBox] = []
         form.addRow(self.mask_box)
+        self.recovery_box = QWidget()
+        rv = QVBoxLayout(self.recovery_box)
+        rv.setContentsMargins(0, 0, 0, 0)
+        self.recovery_label = QLabel("")
+        self.recovery_label.setWordWrap(True)
+        self.recovery_stale_check = QCheckBox("also restore the stale ones")
+        rrow = QHBoxLayout()
+        self.recovery_button = QPushButton("Restore autosaved corrections")
+        self.recovery_button.clicked.connect(lambda: self.restore_autosave())
+        self.recovery_discard_button = QPushButton("Discard")
+        self.recovery_discard_button.setToolTip("forget the autosaved corrections of this "
+                                                "dataset (the dataset itself is not touched)")
+        self.recovery_discard_button.clicked.connect(self.discard_autosave)
+        rrow.addWidget(self.recovery_button)
+        rrow.addWidget(self.recovery_discard_button)
+        rv.addWidget(self.recovery_label)
+        rv.addWidget(self.recovery_stale_check)
+        rv.addLayout(rrow)
+        self.recovery_box.setVisible(False)
+        form.addRow(self.recovery_box)
         lay.addWidget(box)
 
         # Training
@@ -333,6 +444,9 @@ class PalWidget(QWidget):
                 if (ly.metadata or {}).get(META_KEY, {}).get("role") == role]
 
     def _refresh_layers(self, event=None) -> None:
+        if self._closed:
+            return
+        self._watch_labels()
         current = self.image_combo.currentData()
         images = self._pal_layers("image")
         self.image_combo.blockSignals(True)
@@ -350,6 +464,8 @@ class PalWidget(QWidget):
     def _on_image_layer(self, *args) -> None:
         layer = self.image_combo.currentData()
         if layer is not self.image_layer:
+            self._flush_autosave()  # what is marked belongs to the dataset shown so far
+            self._dirty.clear()
             self.image_layer = layer
             self.meta = None if layer is None else dict(layer.metadata[META_KEY])
             self._dataset = None
@@ -359,6 +475,7 @@ class PalWidget(QWidget):
             self.model.set_scores([], [], self.status)
             if self.meta is not None:
                 self.folder_edit.setText(self.meta["root"])
+            self._open_recovery()
         classes = [] if self.meta is None else self.meta["classes"]
         self.classes_label.setText(", ".join(classes) or "-")
         self.accept_class_combo.clear()
@@ -470,10 +587,14 @@ class PalWidget(QWidget):
         self.progress.setRange(0, 0)
         self.progress_label.setText("starting…")
         self._start(_train_job, self.meta, self._layer_masks(), config, run_dir, trusted)
-        self.train_button.setText("Stop")
 
     def stop_training(self) -> None:
+        """Ask the running job to stop (training saves a checkpoint first)."""
+        if self.worker is None or self._stop.is_set():
+            return
         self._stop.set()
+        self.train_button.setText("Stopping…")
+        self.train_button.setEnabled(False)  # enabled again when the worker has finished
         self.progress_label.setText(self.progress_label.text() + " · stopping…")
 
     def score_checkpoint(self, run_dir: str | Path) -> None:
@@ -488,7 +609,6 @@ class PalWidget(QWidget):
         self.last_run = Path(run_dir)
         self.progress.setRange(0, 0)
         self._start(_analyse_job, self.meta, self._layer_masks(), Path(run_dir))
-        self.train_button.setText("Stop")
 
     def _score_clicked(self) -> None:
         if self.meta is None:
@@ -506,18 +626,30 @@ class PalWidget(QWidget):
     def _start(self, job, *args) -> None:
         from napari.qt.threading import create_worker
 
-        self._stop.clear()
-        self._pending: list = []
-        worker = create_worker(job, *args, self._stop, _start_thread=False)
-        worker.yielded.connect(self._on_yield)
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._on_finished)
+        self._stop = threading.Event()  # one per job: a late Stop never reaches the next job
+        self._job_done = threading.Event()
+        # errors go to _on_error only: not re-raised in the GUI thread (create_worker's
+        # default without an "errored" connection) nor shown twice by napari's relay
+        worker = create_worker(_job_with_done, job, self._job_done, *args, self._stop,
+                               _start_thread=False,
+                               _connect={"yielded": self._on_yield, "errored": self._on_error,
+                                         "finished": self._on_finished})
+        relay = getattr(worker, "_relay_error", None)
+        if relay is not None:
+            try:
+                worker.errored.disconnect(relay)
+            except (TypeError, RuntimeError):
+                pass
         self.worker = worker
         for b in (self.retrain_button, self.score_button):
             b.setEnabled(False)
+        self.train_button.setText("Stop")
+        self.train_button.setEnabled(True)
         worker.start()
 
     def _on_yield(self, msg) -> None:
+        if self._closed:
+            return
         kind = msg[0]
         if kind == "progress":
             self._on_progress(msg[1])
@@ -565,12 +697,17 @@ class PalWidget(QWidget):
         self.progress_label.setText(f"scoring {i + 1}/{len(meta['names'])}")
 
     def _on_error(self, err: BaseException) -> None:
+        if self._closed:
+            return
         _notify_error(err)
         self.progress_label.setText(f"error: {str(err).splitlines()[0][:120]}")
 
     def _on_finished(self) -> None:
+        if self._closed:
+            return
         self.worker = None
         self.train_button.setText("Train")
+        self.train_button.setEnabled(True)
         for b in (self.retrain_button, self.score_button):
             b.setEnabled(True)
         if self.progress.maximum() == 0:
@@ -690,6 +827,8 @@ class PalWidget(QWidget):
         self.status[name] = REVIEWED
         self.model.status_changed(name)
         self._on_step()
+        self._status_dirty = True
+        self._schedule_autosave()
 
     def _set_mask(self, layer, i: int, new: np.ndarray) -> None:
         """Put bool ``new`` into slice i's image region, as one undoable edit."""
@@ -749,8 +888,273 @@ class PalWidget(QWidget):
         except (PalError, OSError) as err:
             _notify_error(err)
             return None
+        self._discard_recovery_after_export()
         backup = [p for p in written if p.name.startswith("masks.backup-")]
         extra = f"; originals backed up in {backup[0]}" if backup else ""
         _notify_info(f"exported {len(self.meta['names'])} images' masks and {csv_path.name} "
                      f"to {folder}{extra}")
         return csv_path
+
+    # --- autosave and recovery ----------------------------------------------------------
+    def _watch_labels(self) -> None:
+        """Listen to the edits of every Labels layer (those not in use are ignored)."""
+        from napari.layers import Labels
+
+        present = {id(ly): ly for ly in self.viewer.layers if isinstance(ly, Labels)}
+        for key, ly in list(self._watched.items()):
+            if key not in present:
+                self._unwatch(ly)
+        for key, ly in present.items():
+            if key not in self._watched:
+                for ev in (ly.events.paint, ly.events.data, ly.events.set_data):
+                    ev.connect(self._on_labels_event)
+                self._watched[key] = ly
+                self._hist[key] = self._history_lengths(ly)
+
+    def _unwatch(self, ly) -> None:
+        for ev in (ly.events.paint, ly.events.data, ly.events.set_data):
+            try:
+                ev.disconnect(self._on_labels_event)
+            except (TypeError, ValueError, RuntimeError):
+                pass
+        self._watched.pop(id(ly), None)
+        self._hist.pop(id(ly), None)
+
+    @staticmethod
+    def _history_lengths(ly) -> tuple[int, int]:
+        return (len(getattr(ly, "_undo_history", ())), len(getattr(ly, "_redo_history", ())))
+
+    def _on_labels_event(self, event) -> None:
+        layer = event.source
+        if self._closed or self.meta is None or self._store is None:
+            return
+        if not any(c.currentData() is layer for c in self.mask_combos):
+            return
+        n = len(self.meta["names"])
+        key = id(layer)
+        lengths = self._history_lengths(layer)
+        before = self._hist.get(key, lengths)
+        self._hist[key] = lengths
+        if event.type == "paint":
+            touched = _atom_slices(getattr(event, "value", None)) or {self.current_index()}
+        elif event.type == "data":
+            touched = set(range(n))  # a new array: look at every slice
+        else:  # set_data: a redraw; an undo or redo moves an item between the histories
+            if lengths == before:
+                return
+            if lengths[0] < before[0] and layer._redo_history:
+                item = layer._redo_history[-1]
+            elif lengths[1] < before[1] and layer._undo_history:
+                item = layer._undo_history[-1]
+            else:
+                return
+            touched = _atom_slices(item) or {self.current_index()}
+        self._dirty.update(i for i in touched if 0 <= i < n)
+        self._schedule_autosave()
+
+    def _schedule_autosave(self) -> None:
+        if not self._closed and self._store is not None:
+            self._autosave_timer.start(max(0, int(self.autosave_ms)))
+
+    def _autosave_tick(self) -> None:
+        self._flush_autosave(limit=8)  # a few slices per tick keeps the GUI thread free
+        if self._dirty:
+            self._autosave_timer.start(0)
+
+    def _flush_autosave(self, limit: int | None = None) -> None:
+        """Write the marked slices' masks (and the review status) to the recovery store."""
+        store, meta = self._store, self.meta
+        if store is None or meta is None or not (self._dirty or self._status_dirty):
+            return
+        try:
+            layers = self.mask_layers()
+        except PalError:
+            return
+        from ._stack import LayerMasks
+
+        masks = LayerMasks(meta, [ly.data for ly in layers])
+        todo = sorted(self._dirty)
+        if limit is not None:
+            todo = todo[:limit]
+        try:
+            for i in todo:
+                self._dirty.discard(i)
+                name = meta["names"][i]
+                m = masks.masks(i)
+                try:
+                    orig = self.dataset().read_masks(i)
+                    same = orig.shape == m.shape and bool(np.array_equal(orig, m))
+                except Exception:  # noqa: BLE001 - an unreadable original: keep the edit
+                    same = False
+                if same:
+                    store.discard(name)
+                else:
+                    store.save(name, m)
+            if self._status_dirty:
+                self._status_dirty = False
+                store.save_status(self.status)
+        except (PalError, OSError) as err:
+            msg = f"autosave failed: {err}"
+            if msg != self._autosave_error:  # tell once, not at every edit
+                self._autosave_error = msg
+                _notify_warning(msg)
+
+    def flush_autosave(self) -> None:
+        """Autosave now whatever is waiting for the debounce timer."""
+        self._autosave_timer.stop()
+        self._flush_autosave()
+
+    def _open_recovery(self) -> None:
+        """Make the store of the dataset shown, and offer its autosaved corrections back."""
+        from .recovery import RecoveryStore
+
+        self._store, self._offer, self._offer_status = None, [], {}
+        self._dirty.clear()
+        self._status_dirty = False
+        self.recovery_box.setVisible(False)
+        if self.meta is None:
+            return
+        try:
+            self._store = RecoveryStore(self.meta["root"], self.meta["classes"],
+                                        base=self.recovery_base)
+            names = set(self.meta["names"])
+            self._offer = [(n, self._store.is_stale(n)) for n in self._store.pending()
+                           if n in names]
+            status = self._store.load_status()
+        except (PalError, OSError) as err:
+            if self._store is None:
+                _notify_warning(f"corrections will not be autosaved: {err}")
+                return
+            _notify_warning(str(err))
+            status = {}
+        self._offer_status = {n: s for n, s in status.items()
+                              if n in self.meta["names"] and s != UNREVIEWED}
+        self._show_offer()
+
+    def _show_offer(self, notify: bool = True) -> None:
+        fresh = [n for n, stale in self._offer if not stale]
+        stale = [n for n, s in self._offer if s]
+        if not (self._offer or self._offer_status):
+            self.recovery_box.setVisible(False)
+            return
+        parts = []
+        if fresh:
+            parts.append(f"{len(fresh)} image(s) with autosaved corrections")
+        if stale:
+            parts.append(f"{len(stale)} stale (their files changed on disk since): "
+                         + ", ".join(stale[:5]) + (" …" if len(stale) > 5 else ""))
+        if self._offer_status:
+            parts.append(f"review status of {len(self._offer_status)} image(s)")
+        text = "Autosaved: " + "; ".join(parts) + "."
+        self.recovery_label.setText(text)
+        self.recovery_stale_check.setVisible(bool(stale))
+        self.recovery_stale_check.setChecked(False)
+        n = len(fresh) or len(stale)
+        self.recovery_button.setText(f"Restore {n} autosaved correction{'s' * (n != 1)}"
+                                     if self._offer else "Restore review status")
+        self.recovery_box.setVisible(True)
+        if notify:
+            _notify_info(f"{text} Restore them in the Pick-and-Learn widget's Data box.")
+
+    def pending_autosave(self) -> list[tuple[str, bool]]:
+        """(name, stale) of the autosaved corrections on offer for the dataset shown."""
+        return list(self._offer)
+
+    def restore_autosave(self, include_stale: bool | None = None) -> list[str]:
+        """Write the autosaved corrections into the mask layers (one undoable edit per
+        class and image) and the autosaved review status into the table; returns the names
+        restored. Stale ones only with ``include_stale`` (default: the box's tick)."""
+        if self._store is None or self.meta is None:
+            return []
+        if include_stale is None:
+            include_stale = self.recovery_stale_check.isChecked()
+        try:
+            layers = self.mask_layers()
+        except PalError as err:
+            _notify_error(err)
+            return []
+        restored, skipped = [], []
+        for name, stale in self._offer:
+            if stale and not include_stale:
+                continue
+            i = self.meta["names"].index(name)
+            try:
+                m = self._store.load(name)
+            except PalError as err:
+                skipped.append(f"{name} ({err})")
+                continue
+            if tuple(m.shape[1:]) != tuple(self.meta["shapes"][i]):
+                skipped.append(f"{name} (saved at {m.shape[2]}×{m.shape[1]} px, the image is "
+                               f"now {self.meta['shapes'][i][1]}×{self.meta['shapes'][i][0]})")
+                continue
+            for k, layer in enumerate(layers):
+                self._set_mask(layer, i, m[k])
+            restored.append(name)
+        for name, st in self._offer_status.items():
+            self.status[name] = st
+            self.model.status_changed(name)
+        if self._offer_status:
+            self._status_dirty = True
+            self._schedule_autosave()
+        self._offer = [(n, s) for n, s in self._offer if n not in restored]
+        self._offer_status = {}
+        self._show_offer(notify=False)
+        self._on_step()
+        msg = f"restored the autosaved corrections of {len(restored)} image(s)"
+        if skipped:
+            _notify_warning(msg + "; not restored: " + "; ".join(skipped))
+        else:
+            _notify_info(msg)
+        return restored
+
+    def discard_autosave(self) -> None:
+        """Forget every autosaved correction of the dataset shown (the dataset is untouched)."""
+        if self._store is not None:
+            self._store.discard()
+        self._offer, self._offer_status = [], {}
+        self.recovery_box.setVisible(False)
+
+    def _discard_recovery_after_export(self) -> None:
+        """The export holds every correction: the autosave of this dataset is not needed."""
+        self._autosave_timer.stop()
+        self._dirty.clear()
+        self._status_dirty = False
+        try:
+            self.discard_autosave()
+        except OSError as err:
+            _notify_warning(f"could not discard the autosave: {err}")
+
+    # --- closing ------------------------------------------------------------------------
+    def shutdown(self) -> bool:
+        """The viewer is closing: autosave now, stop a running job and wait for its thread
+        (training saves its checkpoint first), at most ``close_timeout_s``. True when no
+        job is left running."""
+        if self._closed:
+            return True
+        try:
+            self.flush_autosave()
+        except Exception as err:  # noqa: BLE001 - closing goes on
+            print(f"napari-pal: autosave on close failed: {err}")
+        worker, done = self.worker, self._job_done
+        self._closed = True
+        self._autosave_timer.stop()
+        for ly in list(self._watched.values()):
+            self._unwatch(ly)
+        if worker is None:
+            return True
+        self._stop.set()
+        finished = done.wait(self.close_timeout_s) if done is not None else True
+        for sig, slot in ((worker.yielded, self._on_yield), (worker.errored, self._on_error),
+                          (worker.finished, self._on_finished)):
+            try:
+                sig.disconnect(slot)
+            except (TypeError, RuntimeError):
+                pass
+        deadline = time.monotonic() + 2.0  # the runnable returns right after the job
+        while finished and worker.is_running and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if not finished:
+            print(f"napari-pal: the worker did not stop within {self.close_timeout_s:.0f} s; "
+                  "it stops at its next step")
+        self.worker = None
+        return finished and not worker.is_running
