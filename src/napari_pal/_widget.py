@@ -242,9 +242,9 @@ class PalWidget(QWidget):
         self.viewer.layers.events.removed.connect(self._refresh_layers)
         self.viewer.dims.events.current_step.connect(self._on_step)
         self._close_watcher = _CloseWatcher(self.shutdown, self)
-        qt_window = getattr(getattr(self.viewer, "window", None), "_qt_window", None)
-        if qt_window is not None:
-            qt_window.installEventFilter(self._close_watcher)
+        self._watched_window = None
+        self._watch_retries = 3
+        self._install_close_watcher()
         from qtpy.QtWidgets import QApplication
 
         app = QApplication.instance()
@@ -406,6 +406,33 @@ class PalWidget(QWidget):
         for k in range(9):
             self._add_shortcut(SHORTCUTS["accept_class"].format(k=k + 1),
                                lambda k=k: self.accept_prediction(k))
+
+    # --- the viewer window closing -----------------------------------------------------
+    def _install_close_watcher(self) -> None:
+        """Watch the main window this widget is docked in for its Close event (the dock is
+        put into the window after the widget is put into the dock: retried shortly)."""
+        from qtpy.QtWidgets import QMainWindow
+
+        w = self.parentWidget()
+        while w is not None and not isinstance(w, QMainWindow):
+            w = w.parentWidget()
+        if w is None:
+            if self._watch_retries > 0:
+                self._watch_retries -= 1
+                QTimer.singleShot(0, self._install_close_watcher)
+            return
+        if w is not self._watched_window:
+            if self._watched_window is not None:
+                self._watched_window.removeEventFilter(self._close_watcher)
+            w.installEventFilter(self._close_watcher)
+            self._watched_window = w
+
+    def event(self, ev) -> bool:
+        if ev.type() in (QEvent.ParentChange, QEvent.Show) \
+                and getattr(self, "_close_watcher", None) is not None:
+            self._watch_retries = 3
+            self._install_close_watcher()
+        return super().event(ev)
 
     def _add_shortcut(self, key: str, slot) -> None:
         sc = QShortcut(QKeySequence(key), self)

@@ -11,7 +11,8 @@ QAM_INPUTS = ("image+masks", "image+masks+prediction")
 
 @dataclass
 class TrainConfig:
-    """Defaults are the CPU protocol: they train JSRT (165 images, 256 px) in well under 20 min on 2 cores.
+    """Defaults are the CPU protocol: JSRT (165 images, 256 px) trains in under 20 min on
+    2 cores.
 
     The paper's protocol is ``lr=1e-4, batch_size=32`` for many more iterations.
     """
