@@ -1,8 +1,8 @@
 """ROC AUC, average precision and precision@k of a scores.csv against a corruption.csv.
 
 Usage: python benchmarks/detection_from_csv.py SCORES.csv CORRUPTION.csv [COLUMN ...]
-Low values of a column mean "likely bad" for quality_* and dice_* columns; for dist_*,
-|offset_*| the sign is flipped so that higher always means "more likely bad".
+Low values of a column mean "likely bad" for quality* and dice* columns; for dist* and
+|offset*| the sign is flipped so that higher always means "more likely bad".
 """
 
 import csv
@@ -15,11 +15,14 @@ from napari_pal.detection import detection_metrics
 
 
 def badness(rows: list[dict], column: str) -> np.ndarray:
-    vals = np.array([float(r[column]) for r in rows])
+    """Higher = more likely bad. A signal name without a class (``dist``, ``offset``,
+    ``dice``) is averaged over the classes."""
+    cols = [column] if column in rows[0] else [c for c in rows[0] if c.startswith(column + "_")]
+    vals = np.array([[float(r[c]) for c in cols] for r in rows])
     vals = np.where(np.isfinite(vals), vals, 1e9)
-    if column.startswith(("dist_", "offset_")):
-        return np.abs(vals)
-    return -vals
+    if column.startswith(("dist", "offset")):
+        return np.abs(vals).mean(axis=1)
+    return -vals.mean(axis=1)
 
 
 def main() -> None:
@@ -29,7 +32,7 @@ def main() -> None:
     rows = [r for r in rows if r["name"] in truth]
     is_bad = np.array([truth[r["name"]] for r in rows])
     for column in columns or ["quality"]:
-        if column not in rows[0]:
+        if not any(c == column or c.startswith(column + "_") for c in rows[0]):
             continue
         m = detection_metrics(is_bad, badness(rows, column))
         print(f"{column}: n={len(rows)} bad={int(is_bad.sum())} "

@@ -27,7 +27,7 @@ for ops in $OPS_LIST; do
     $PAL evaluate "$run/pred" "$JSRT" --split "$JSRT/split.csv:test" --out "$run/dice.csv" \
       | tee "$run/dice.txt"
     $PY benchmarks/detection_from_csv.py "$run/scores.csv" "$noisy/corruption.csv" \
-      quality qam dice_lungs dist_lungs offset_lungs | tee "$run/detection.txt"
+      quality qam dist offset dice | tee "$run/detection.txt"
     touch "$run/done"
   done
 done
