@@ -26,6 +26,7 @@ import math
 import os
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -421,11 +422,12 @@ class PalWidget(QWidget):
                 self._watch_retries -= 1
                 QTimer.singleShot(0, self._install_close_watcher)
             return
-        if w is not self._watched_window:
-            if self._watched_window is not None:
-                self._watched_window.removeEventFilter(self._close_watcher)
+        old = self._watched_window() if self._watched_window is not None else None
+        if w is not old:
+            if old is not None:
+                old.removeEventFilter(self._close_watcher)
             w.installEventFilter(self._close_watcher)
-            self._watched_window = w
+            self._watched_window = weakref.ref(w)  # never keep the viewer's window alive
 
     def event(self, ev) -> bool:
         if ev.type() in (QEvent.ParentChange, QEvent.Show) \
@@ -1164,6 +1166,12 @@ class PalWidget(QWidget):
             print(f"napari-pal: autosave on close failed: {err}")
         worker, done = self.worker, self._job_done
         self._closed = True
+        try:
+            from qtpy.QtWidgets import QApplication
+
+            QApplication.instance().aboutToQuit.disconnect(self.shutdown)
+        except (TypeError, RuntimeError, AttributeError):
+            pass
         self._autosave_timer.stop()
         for ly in list(self._watched.values()):
             self._unwatch(ly)
