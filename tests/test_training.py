@@ -41,6 +41,7 @@ def test_yields_one_event_per_step_with_batch_weights(tmp_path):
     steps = [e for e in events if e.state == "running"]
     assert [e.step for e in steps] == [1, 2, 3, 4]
     assert events[-1].state == "finished"
+    assert (events[-1].step, events[-1].epoch) == (4, 2)
     for e in steps:
         assert len(e.weights) == len(e.names) == 3
         assert math.isclose(sum(e.weights), 3.0, rel_tol=1e-5)

@@ -141,7 +141,7 @@ class Trainer:
                     self._save()
                 yield ev
             self.step_in_epoch = 0
-        yield self._event(cfg.epochs, per_epoch, per_epoch, total, start, done_at_start,
+        yield self._event(cfg.epochs - 1, per_epoch, per_epoch, total, start, done_at_start,
                           self.history[-1]["loss"] if self.history else math.nan,
                           state="finished")
 
