@@ -1,4 +1,4 @@
-"""Regenerate resources/sample: 24 synthetic chest radiographs (256 px, seed 0) with masks.
+"""Regenerate resources/sample: 36 synthetic chest radiographs (256 px, seed 0) with masks.
 
 Run from anywhere: ``python resources/make_sample_data.py``.  About a third of the images
 have deliberately wrong masks; resources/sample/corruption.csv says which and how.
@@ -13,7 +13,8 @@ from pathlib import Path
 from napari_pal.synthetic import make_sample_dataset
 
 SAMPLE = Path(__file__).resolve().parent / "sample"
-PARAMS = {"n": 24, "size": 256, "seed": 0, "bad_fraction": 0.33}
+# 12 of the 36 are bad; the PNGs are committed (about 2 MB)
+PARAMS = {"n": 36, "size": 256, "seed": 0, "bad_fraction": 0.33}
 
 
 def main() -> None:

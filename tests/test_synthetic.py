@@ -12,7 +12,7 @@ from skimage import io
 
 from napari_pal.synthetic import CLASSES, OPERATIONS, make_sample_dataset
 
-SAMPLE_PARAMS = {"n": 24, "size": 256, "seed": 0, "bad_fraction": 0.33}
+SAMPLE_PARAMS = {"n": 36, "size": 256, "seed": 0, "bad_fraction": 0.33}
 
 
 def _read(path: Path) -> np.ndarray:
