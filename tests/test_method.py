@@ -78,3 +78,13 @@ def test_frame_round_trip_keeps_aspect_and_size(shape):
     back = frame.from_square(grid.astype(np.float32), binary=True)
     assert back.shape == mask.shape
     assert (back == mask).mean() > 0.97
+
+
+def test_washed_out_and_normal_films_look_alike_to_the_network():
+    from napari_pal.trainset import normalise
+
+    rng = np.random.default_rng(0)
+    film = rng.random((64, 64)).astype(np.float32)
+    washed = 0.93 + 0.07 * film  # grey levels 239-255, as in seven JSRT images
+    assert np.allclose(normalise(film), normalise(washed), atol=1e-4)
+    assert normalise(np.full((8, 8), 0.5, np.float32)).max() == 0.0

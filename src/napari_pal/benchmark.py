@@ -109,13 +109,14 @@ def test_dice(model, ds, batch: int = 16) -> np.ndarray:
     """(N, C) Dice of thresholded predictions vs the dataset's masks, at each image's size."""
     from .geometry import Frame
     from .metrics import dice
+    from .trainset import grid_image
 
     rows = []
     for start in range(0, len(ds), batch):
         idx = range(start, min(start + batch, len(ds)))
         imgs = [ds.read_image(i) for i in idx]
         frames = [Frame(im.shape[0], im.shape[1], model.config.size) for im in imgs]
-        grid = torch.from_numpy(np.stack([f.to_square(im) for f, im in zip(frames, imgs)]))
+        grid = torch.from_numpy(np.stack([grid_image(im, f) for f, im in zip(frames, imgs)]))
         probs, _ = model.predict_grid(grid[:, None])
         for k, i in enumerate(idx):
             pred, truth = frames[k].from_square(probs[k]) > 0.5, ds.read_masks(i)

@@ -14,6 +14,7 @@ from .config import TrainConfig
 from .geometry import Frame
 from .models import QualityNet, UNet
 from .training import build_networks, quality_input
+from .trainset import grid_image
 
 
 @dataclass
@@ -57,6 +58,6 @@ class TrainedModel:
     def predict(self, image: np.ndarray) -> np.ndarray:
         """Class probabilities (C, H, W) at the image's own size."""
         frame = Frame(image.shape[0], image.shape[1], self.config.size)
-        grid = torch.from_numpy(frame.to_square(image))[None, None]
+        grid = torch.from_numpy(grid_image(image, frame))[None, None]
         probs, _ = self.predict_grid(grid)
         return frame.from_square(probs[0])
