@@ -8,6 +8,14 @@ trains briefly in the widget, and saves into docs/screenshots/:
 - ``bad_mask_disagreement.png``: the worst image selected, its masks, the prediction
   contours and the disagreement map.
 
+With ``--run RUN`` it trains nothing: it opens DATA as it is and scores it with the
+checkpoint of an earlier run (e.g. one of ``benchmarks/engine_runs.sh``), which is how the
+README's screenshots were made::
+
+    .venv/bin/python resources/screenshots.py bench/engine/noisy-erode-dilate \
+        --split bench/engine/noisy-erode-dilate/split.csv:train --images 165 \
+        --run bench/engine/qam_ocm-erode-dilate
+
 Usage (from the repository root)::
 
     .venv/bin/python resources/screenshots.py [DATA] [--split FILE:PART] [--images 24]
@@ -50,6 +58,7 @@ def main() -> int:
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--fraction", type=float, default=0.35, help="share of masks to spoil")
     p.add_argument("--out", default=str(REPO / "docs" / "screenshots"))
+    p.add_argument("--run", help="score with this run's checkpoint instead of training")
     a = p.parse_args()
     if not os.environ.get("DISPLAY") and shutil.which("xvfb-run") and "_PAL_XVFB" not in os.environ:
         env = {**os.environ, "_PAL_XVFB": "1"}
@@ -69,7 +78,10 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="pal-shots-"))
     src = _subset(data, split, a.images, work / "src")
     spoilt = work / "chest-xrays"
-    corrupt_dataset(src, spoilt, fraction=a.fraction, pixels=(6, 14), seed=1)
+    if a.run:
+        src.rename(spoilt)
+    else:
+        corrupt_dataset(src, spoilt, fraction=a.fraction, pixels=(6, 14), seed=1)
 
     viewer = napari.Viewer(title="napari-pal")
     viewer.window.resize(1500, 950)
@@ -81,7 +93,10 @@ def main() -> int:
                  "threads": max(1, (os.cpu_count() or 2) - 1)}.items():
         widget.settings[k].value = v
     app = QApplication.instance()
-    widget.start_training()
+    if a.run:
+        widget.score_checkpoint(Path(a.run).resolve())
+    else:
+        widget.start_training()
     import time
 
     while widget.worker is not None:
