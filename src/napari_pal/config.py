@@ -18,7 +18,7 @@ class TrainConfig:
     """
 
     strategy: str = "qam_ocm"
-    epochs: int = 40
+    epochs: int = 60
     size: int = 256
     batch_size: int = 16
     lr: float = 1e-3
