@@ -94,6 +94,8 @@ _WRITERS = {"write_text", "write_bytes", "save", "savez", "savez_compressed", "i
 # (module, function) -> why
 _EXEMPT = {("_stack.py", "backup_masks"): "copies masks into a fresh masks.backup-<time>",
            ("atomic.py", "atomic_path"): "flushes its own temporary file"}
+# Receivers whose .save() is napari-pal's own atomic API (RecoveryStore, itself scanned here).
+_ATOMIC_RECEIVERS = {"store"}
 
 
 def _direct_writes(path: Path) -> list[str]:
@@ -143,6 +145,8 @@ def _direct_writes(path: Path) -> list[str]:
                     target = node.args[1] if len(node.args) > 1 else None
             if fn.attr == "copy" and target is None:
                 continue  # dict.copy(), ndarray.copy()
+            if isinstance(fn.value, ast.Name) and fn.value.id in _ATOMIC_RECEIVERS:
+                continue
             if not is_safe(target):
                 bad.append(f"{where} .{fn.attr}()")
     return bad
