@@ -22,3 +22,16 @@ def jsrt256() -> Path:
 def sample_dir() -> Path:
     """The synthetic sample data set committed in ``resources/sample``."""
     return REPO / "resources" / "sample"
+
+
+def hash_tree(root: Path) -> dict[str, str]:
+    """Every file below ``root`` (relative path -> SHA-256): proves a folder was left as it was."""
+    import hashlib
+
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="session")
+def tree_hash():
+    return hash_tree

@@ -1,7 +1,6 @@
 """End to end on a slice of the real JSRT data: corrupt, train, score, predict, evaluate."""
 
 import csv
-import hashlib
 from pathlib import Path
 
 import pytest
@@ -11,14 +10,6 @@ from napari_pal.cli import main
 
 JSRT = Path(__file__).resolve().parents[2] / "shared" / "data" / "jsrt256"
 
-
-def folder_hash(root: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        h.update(str(p.relative_to(root)).encode())
-        if p.is_file():
-            h.update(p.read_bytes())
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +25,8 @@ def jsrt_slice(tmp_path_factory) -> Path:
     return split
 
 
-def test_corrupt_train_score_predict_evaluate(tmp_path, jsrt_slice, capsys):
-    before = folder_hash(JSRT)
+def test_corrupt_train_score_predict_evaluate(tmp_path, jsrt_slice, capsys, tree_hash):
+    before = tree_hash(JSRT)
     noisy = tmp_path / "noisy"
     assert main(["corrupt", str(JSRT), str(noisy), "--fraction", "0.5", "--pixels", "5", "13",
                  "--split", f"{jsrt_slice}:train"]) == 0
@@ -79,7 +70,7 @@ def test_corrupt_train_score_predict_evaluate(tmp_path, jsrt_slice, capsys):
     assert "4 images" in out and "mean" in out
     last = list(csv.DictReader(open(table)))[-1]
     assert last["name"] == "MEAN" and 0 <= float(last["dice_mean"]) <= 1
-    assert folder_hash(JSRT) == before, "nothing is written into the input folder"
+    assert tree_hash(JSRT) == before, "nothing is written into the input folder"
 
 
 def test_output_inside_the_input_folder_is_refused(tmp_path, capsys):

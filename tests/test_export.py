@@ -1,6 +1,5 @@
 """Export (Qt-free part of the plugin): originals are overwritten only on request, with a backup."""
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -12,22 +11,14 @@ from napari_pal.errors import DatasetError
 from napari_pal.synthetic import make_sample_dataset
 
 
-def tree_hash(root: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        h.update(str(p.relative_to(root)).encode())
-        if p.is_file():
-            h.update(p.read_bytes())
-    return h.hexdigest()
-
-
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
     make_sample_dataset(tmp_path / "data", n=3, size=64, seed=2)
     return tmp_path / "data"
 
 
-def test_export_refuses_the_input_folder_unless_asked_and_then_backs_up(data, tmp_path):
+def test_export_refuses_the_input_folder_unless_asked_and_then_backs_up(data, tmp_path,
+                                                                      tree_hash):
     ds, meta = open_folder(data)
     stacks = mask_stacks(ds, meta)
     stacks[0][0, :5, :5] = 1  # an annotator's correction in the first image
