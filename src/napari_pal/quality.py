@@ -120,7 +120,10 @@ def analyse(model: TrainedModel, dataset: Dataset, *, maps: bool = True,
     size = model.config.size
     for start in range(0, len(dataset), batch):
         idx = range(start, min(start + batch, len(dataset)))
-        items = [grid_sample_of(dataset, i, size, overrides.get(dataset.names[i])) for i in idx]
+        given = [overrides.get(dataset.names[i]) for i in idx]
+        given = [dataset.read_masks(i) if g is None else np.asarray(g, bool)
+                 for i, g in zip(idx, given)]  # read once: for the grid and for the map
+        items = [grid_sample_of(dataset, i, size, g) for i, g in zip(idx, given)]
         images = torch.from_numpy(np.stack([img for _, img, _ in items]))[:, None]
         masks = torch.from_numpy(np.stack([m for _, _, m in items]))
         probs, t = model.predict_grid(images, masks)
@@ -133,6 +136,4 @@ def analyse(model: TrainedModel, dataset: Dataset, *, maps: bool = True,
                 yield Analysis(score)
                 continue
             full = frame.from_square(probs[k])
-            given = overrides.get(dataset.names[i])
-            given = dataset.read_masks(i) if given is None else np.asarray(given, bool)
-            yield Analysis(score, full, disagreement_map(given, full))
+            yield Analysis(score, full, disagreement_map(given[k], full))
