@@ -12,8 +12,6 @@ plain uint8 numpy arrays because napari paints into numpy arrays only: they cost
 
 from __future__ import annotations
 
-import csv
-import io
 import shutil
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -205,20 +203,12 @@ def export_masks(out: str | Path, meta: Mapping[str, Any], masks: LayerMasks, *,
 
 def quality_csv(names: Sequence[str], classes: Sequence[str], scores: Mapping[str, Any],
                 status: Mapping[str, str]) -> str:
-    """name, quality, quality_<class>..., status; worst first, unscored images last."""
-    def key(n: str) -> tuple[int, float, str]:
-        s = scores.get(n)
-        return (0, s.quality, n) if s is not None else (1, 0.0, n)
+    """The export's quality.csv: the engine's score table plus review status, worst first."""
+    from .quality import scores_csv
 
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["name", "quality", *(f"quality_{c}" for c in classes), "status"])
-    for n in sorted(names, key=key):
-        s = scores.get(n)
-        q = [f"{s.quality:.6f}", *(f"{s.per_class[c]:.6f}" for c in classes)] if s else \
-            [""] * (1 + len(classes))
-        w.writerow([n, *q, status.get(n, "unreviewed")])
-    return buf.getvalue()
+    scored = [scores[n] for n in names if n in scores]
+    return scores_csv(scored, classes, signals=False, status=status,
+                      unscored=[n for n in names if n not in scores])
 
 
 def write_quality_csv(path: str | Path, *args) -> Path:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import math
 import signal
 import sys
@@ -90,24 +88,11 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
-def scores_csv(scores, classes: Sequence[str]) -> str:
-    """Rows sorted worst first: name, quality, quality_<class>..., then the raw signals."""
-    rows = sorted(scores, key=lambda s: s.quality)
-    signal_names = list(rows[0].signals) if rows else []
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["name", "quality", *(f"quality_{c}" for c in classes), *signal_names])
-    for s in rows:
-        w.writerow([s.name, f"{s.quality:.6f}", *(f"{s.per_class[c]:.6f}" for c in classes),
-                    *(f"{s.signals[k]:.6g}" for k in signal_names)])
-    return buf.getvalue()
-
-
 def cmd_score(a: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .inference import TrainedModel
-    from .quality import analyse
+    from .quality import analyse, scores_csv
 
     model = TrainedModel.load(a.run)
     ds = _open(a.data, a.split, model.classes)

@@ -16,8 +16,10 @@ good masks best of these signals (README, "Quality scores").
 
 from __future__ import annotations
 
+import csv
+import io
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -137,3 +139,26 @@ def analyse(model: TrainedModel, dataset: Dataset, *, maps: bool = True,
                 continue
             full = frame.from_square(probs[k])
             yield Analysis(score, full, disagreement_map(given[k], full))
+
+
+def scores_csv(scores: Iterable[ImageScore], classes: Sequence[str], *,
+               signals: bool = True, status: Mapping[str, str] | None = None,
+               unscored: Iterable[str] = ()) -> str:
+    """The score table, worst first: name, quality, quality_<class>..., the raw signals and,
+    given ``status``, the review status; ``unscored`` names are listed last, blank."""
+    rows = sorted(scores, key=lambda s: (s.quality, s.name))
+    signal_names = list(rows[0].signals) if rows and signals else []
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["name", "quality", *(f"quality_{c}" for c in classes), *signal_names,
+                *(["status"] if status is not None else [])])
+
+    def tail(name: str) -> list[str]:
+        return [status.get(name, "unreviewed")] if status is not None else []
+
+    for s in rows:
+        w.writerow([s.name, f"{s.quality:.6f}", *(f"{s.per_class[c]:.6f}" for c in classes),
+                    *(f"{s.signals[k]:.6g}" for k in signal_names), *tail(s.name)])
+    for name in sorted(unscored):
+        w.writerow([name, *[""] * (1 + len(classes) + len(signal_names)), *tail(name)])
+    return buf.getvalue()
