@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from napari_pal import benchmark, speed
+from napari_pal import benchmark, benchmark_detection, speed
 from napari_pal.detection import (
     average_precision,
     cleanlab_quality,
@@ -154,6 +154,27 @@ def test_tiny_benchmark_writes_csv_markdown_fig4_and_resumes(jsrt256, tmp_path, 
     with open(out / "results.csv", newline="") as fh:
         again = list(csv.DictReader(fh))
     assert again[1]["dice_mean"] == rows[1]["dice_mean"]
+
+
+def test_out_of_fold_detection_adds_columns_and_reuses_finished_runs(jsrt256, tmp_path, capsys):
+    out = tmp_path / "bench"
+    base = ["benchmark", "--data", str(jsrt256), "--out", str(out), "--size", "32",
+            "--epochs", "1", "--limit-train", "8", "--limit-test", "2", "--fractions", "50",
+            "--levels", "5-13", "--strategies", "qam_ocm", "--threads", "1"]
+    assert _run(*base) == 0
+    capsys.readouterr()
+    assert _run(*base, "--oof-folds", "2") == 0  # in-sample row redone with the oof columns
+    err = capsys.readouterr().err
+    assert "skipped" not in err and "fold1of2 epoch 1/1" in err and "fold2of2 epoch 1/1" in err
+    with open(out / "results.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 1 and rows[0]["oof_folds"] == "2"
+    for col in ("auc_quality_oof", "ap_cleanlab_oof", "p_at_k_qam_oof"):
+        assert 0.0 <= float(rows[0][col]) <= 1.0, col
+    assert "| out of fold |" in (out / "results.md").read_text()
+    folds = benchmark_detection.fold_indices(8, 2, 0)
+    assert sorted(np.concatenate(folds).tolist()) == list(range(8))
+    assert all(len(f) == 4 for f in folds)
 
 
 # --- speed ----------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from napari_pal.config import TrainConfig
 from napari_pal.errors import PalError
 from napari_pal.geometry import Frame
 from napari_pal.models import QualityNet, UNet
-from napari_pal.weighting import per_sample_loss, sample_weights
+from napari_pal.weighting import loss_terms, per_sample_loss, sample_weights
 
 
 def test_unet_shapes_and_quality_net_starts_neutral():
@@ -30,6 +30,21 @@ def test_per_sample_loss_is_lower_for_the_matching_mask():
     losses = per_sample_loss(logits, torch.cat([mask[:1], wrong[1:]]))
     assert losses.shape == (2,)
     assert losses[0] < losses[1]
+
+
+def test_bce_ranking_rewards_the_right_mask_when_dice_rewards_the_dilated_one():
+    """Why the QAM can rank the BCE loss: a segmenter trained on clean and over-drawn masks
+    predicts an outline half-way between them; against it, soft Dice (and BCE + Dice) is
+    lower for the over-drawn mask, cross-entropy alone for the right one."""
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    r = ((yy - 32) ** 2 + (xx - 32) ** 2).sqrt()
+    truth, dilated = (r < 12).float(), (r < 19).float()
+    logits = (2 * (15.5 - r)).clamp(-8, 8)[None, None]  # outline half-way, radius 15.5
+    masks = torch.stack([truth, dilated])[:, None]
+    bce, dice = loss_terms(logits.expand(2, 1, 64, 64), masks)
+    assert bce[0] < bce[1]
+    assert dice[1] < dice[0]
+    assert bce[1] + dice[1] < bce[0] + dice[0]
 
 
 def test_weights_sum_to_one_and_ocm_bounds_their_ratio():

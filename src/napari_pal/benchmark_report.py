@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -36,14 +37,18 @@ PAPER_OPS = "erode+dilate"  # the paper's noise: each corrupted mask eroded OR d
 STRATEGY_LABEL = {"baseline": "baseline", "qam": "QAM", "qam_ocm": "QAM+OCM"}
 
 #: Columns that identify a run; a row with the same values is not run again.
-KEY = ("protocol", "size", "epochs", "batch_size", "lr", "ops", "fraction", "level",
-       "strategy", "seed")
+KEY = ("protocol", "size", "epochs", "batch_size", "lr", "lam", "qam_loss", "ops",
+       "fraction", "level", "strategy", "seed")
+#: Key columns that make one table (a protocol and the method's settings).
+PROTOCOL_KEY = ("protocol", "size", "epochs", "batch_size", "lr", "lam", "qam_loss")
+#: Values of key columns added later, for rows of older CSVs that lack them.
+KEY_DEFAULTS = {"lam": "2.0", "qam_loss": "bce+dice"}
 SCORES = ("quality", "qam", "cleanlab")  # detection scores, see benchmark.detect
 METRICS = ("auc", "ap", "p_at_k")
 
 
 def row_key(row: dict) -> tuple[str, ...]:
-    return tuple(str(row[k]) for k in KEY)
+    return tuple(str(row.get(k, KEY_DEFAULTS.get(k, ""))) for k in KEY)
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -65,6 +70,32 @@ def write_rows(path: Path, rows: Sequence[dict]) -> None:
     write_text(path, buf.getvalue())
 
 
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive lock (POSIX) so benchmark processes can share one --out folder."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: one process per folder
+        yield
+        return
+    with open(path, "a+b") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def add_row(path: Path, row: dict) -> list[dict]:
+    """Put one finished run into the CSV (replacing a row with its key) and return all rows;
+    rows that other processes wrote meanwhile are kept."""
+    path = Path(path)
+    with _locked(path.parent / (path.name + ".lock")):
+        rows = [r for r in read_rows(path) if row_key(r) != row_key(row)] + [row]
+        write_rows(path, rows)
+    return rows
+
+
 def _num(value) -> float:
     try:
         return float(value)
@@ -84,14 +115,15 @@ def _pm(values: Sequence[float], digits: int = 3) -> str:
 def _groups(rows: Iterable[dict]) -> dict[tuple, list[dict]]:
     out: dict[tuple, list[dict]] = {}
     for r in rows:
-        k = (*(str(r[c]) for c in ("protocol", "size", "epochs", "batch_size", "lr", "ops")),
+        k = (*(str(r.get(c, KEY_DEFAULTS.get(c, ""))) for c in PROTOCOL_KEY), str(r["ops"]),
              int(r["fraction"]), str(r["level"]), str(r["strategy"]))
         out.setdefault(k, []).append(r)
     order = {"none": 0, "1-8": 1, "5-13": 2}
     strat = {"baseline": 0, "qam": 1, "qam_ocm": 2}
+    n = len(PROTOCOL_KEY)
     return dict(sorted(out.items(), key=lambda kv: (
-        kv[0][:5], kv[0][5] != PAPER_OPS, kv[0][5], order.get(kv[0][7], 9), kv[0][7],
-        kv[0][6], strat.get(kv[0][8], 9))))
+        kv[0][:n], kv[0][n] != PAPER_OPS, kv[0][n], order.get(kv[0][n + 2], 9), kv[0][n + 2],
+        kv[0][n + 1], strat.get(kv[0][n + 3], 9))))
 
 
 def _classes(rows: Sequence[dict]) -> list[str]:
@@ -111,18 +143,19 @@ def markdown(rows: Sequence[dict]) -> str:
              "batch 32, lr 1e-4, their networks), not re-run here; `–` where the paper has "
              "no such row (e.g. one-sided noise).", ""]
     groups = _groups(rows)
-    protocols = sorted({k[:5] for k in groups})
+    n = len(PROTOCOL_KEY)
+    protocols = sorted({k[:n] for k in groups})
     for proto in protocols:
-        name, size, epochs, batch, lr = proto
-        lines += [f"## Protocol `{name}`: {size} px, {epochs} epochs, batch {batch}, lr {lr}",
-                  "", "### Dice", ""]
+        name, size, epochs, batch, lr, lam, qam_loss = proto
+        lines += [f"## Protocol `{name}`: {size} px, {epochs} epochs, batch {batch}, lr {lr}, "
+                  f"λ {lam}, QAM ranks the {qam_loss} loss", "", "### Dice", ""]
         head = ["noise", "level", "ops", "strategy", "seeds", *classes, "mean",
                 *(f"paper {c}" for c in PAPER_CLASSES), "paper mean", "train s / run"]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for key, rs in groups.items():
-            if key[:5] != proto:
+            if key[:n] != proto:
                 continue
-            ops, frac, level, strategy = key[5:]
+            ops, frac, level, strategy = key[n:]
             paper = PAPER_TABLE1.get((frac, level), {}).get(strategy) \
                 if ops == PAPER_OPS or frac == 0 else None
             cells = [f"{frac} %", level, ops, STRATEGY_LABEL.get(strategy, strategy),
@@ -132,24 +165,33 @@ def markdown(rows: Sequence[dict]) -> str:
                      _pm([_num(r["train_s"]) for r in rs], 0)]
             lines.append("| " + " | ".join(cells) + " |")
         lines += ["", "### Detection of the corrupted training masks", "",
-                  "Per-image scores on the training images (whose corruption is known), from "
-                  "the same final model's predictions: **quality** = napari-pal's score "
-                  "(boundary distance of mask vs prediction), **QAM** = the quality module's "
-                  "λ·tanh(t), **cleanlab** = `get_label_quality_scores(method='softmin')`, "
-                  "each class a two-class problem, averaged over classes. k = number of "
-                  "corrupted images; P@k = precision among the k lowest-quality images.", ""]
-        head = ["noise", "level", "ops", "strategy", "seeds", "k",
+                  "Per-image scores on the training images (whose corruption is known): "
+                  "**quality** = napari-pal's score (outline distance of mask vs prediction), "
+                  "**QAM** = the quality module's λ·tanh(t), **cleanlab** = "
+                  "`get_label_quality_scores(method='softmin')`, each class a two-class "
+                  "problem, averaged over classes; all three from the same predictions. "
+                  "*in sample*: the final model's predictions of its own training images (what "
+                  "the product does); *out of fold*: K models of the same strategy, each "
+                  "predicting the fold it did not train on. k = number of corrupted images; "
+                  "P@k = precision among the k lowest-quality images.", ""]
+        has_oof = any(r.get("auc_quality_oof", "") != "" for rs in groups.values() for r in rs)
+        modes = [("in sample", "")] + ([("out of fold", "_oof")] if has_oof else [])
+        head = ["noise", "level", "ops", "strategy", "seeds", "k", "predictions",
                 *(f"{m} {s}" for s in SCORES for m in ("AUC", "AP", "P@k"))]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for key, rs in groups.items():
-            if key[:5] != proto or key[6] == 0:
+            if key[:n] != proto or key[n + 1] == 0:
                 continue
-            ops, frac, level, strategy = key[5:]
-            cells = [f"{frac} %", level, ops, STRATEGY_LABEL.get(strategy, strategy),
-                     str(len(rs)), _pm([_num(r["n_corrupt"]) for r in rs], 0),
-                     *(_pm([_num(r.get(f"{m}_{s}")) for r in rs])
-                       for s in SCORES for m in METRICS)]
-            lines.append("| " + " | ".join(cells) + " |")
+            ops, frac, level, strategy = key[n:]
+            for label, suffix in modes:
+                got = [r for r in rs if r.get(f"auc_quality{suffix}", "") != ""]
+                if not got:
+                    continue
+                cells = [f"{frac} %", level, ops, STRATEGY_LABEL.get(strategy, strategy),
+                         str(len(got)), _pm([_num(r["n_corrupt"]) for r in got], 0), label,
+                         *(_pm([_num(r.get(f"{m}_{s}{suffix}")) for r in got])
+                           for s in SCORES for m in METRICS)]
+                lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines) + "\n"
 

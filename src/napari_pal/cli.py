@@ -51,7 +51,8 @@ def cmd_train(a: argparse.Namespace) -> int:
                        f"choose a new --out folder")
     config = TrainConfig(strategy=a.strategy, epochs=a.epochs, size=a.size,
                          batch_size=a.batch_size, lr=a.lr, lam=a.lam, seed=a.seed,
-                         width=a.width, qam_input=a.qam_input, warmup_epochs=a.warmup,
+                         width=a.width, qam_input=a.qam_input,
+                         qam_loss=a.qam_loss, warmup_epochs=a.warmup,
                          augment=not a.no_augment, precision=a.precision, device=a.device,
                          threads=a.threads)
     ds = _open(a.data, a.split)
@@ -163,7 +164,7 @@ def cmd_corrupt(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .config import QAM_INPUTS, STRATEGIES, TrainConfig
+    from .config import QAM_INPUTS, QAM_LOSSES, STRATEGIES, TrainConfig
 
     d = TrainConfig()
     p = argparse.ArgumentParser(prog="napari-pal", description=DESCRIPTION)
@@ -184,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=d.seed)
     t.add_argument("--width", type=int, default=d.width, help="U-Net base width")
     t.add_argument("--qam-input", choices=QAM_INPUTS, default=d.qam_input)
+    t.add_argument("--qam-loss", choices=QAM_LOSSES, default=d.qam_loss,
+                   help="per-sample loss the quality module learns to rank")
     t.add_argument("--warmup", type=int, default=d.warmup_epochs,
                    help="epochs before re-weighting starts (-1: a fifth of --epochs)")
     t.add_argument("--no-augment", action="store_true")

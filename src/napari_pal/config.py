@@ -7,6 +7,10 @@ from typing import Any
 
 STRATEGIES = ("baseline", "qam", "qam_ocm")
 QAM_INPUTS = ("image+masks", "image+masks+prediction")
+# the per-sample loss the quality module learns to rank: its cross-entropy part alone
+# (default), or the segmenter's whole loss as in the paper, whose Dice part rewards
+# over-drawn masks (see weighting.py and the README's method section)
+QAM_LOSSES = ("bce", "bce+dice")
 
 
 @dataclass
@@ -28,6 +32,7 @@ class TrainConfig:
     depth: int = 4
     qam_width: int = 16
     qam_input: str = "image+masks+prediction"
+    qam_loss: str = "bce"
     warmup_epochs: int = -1  # -1: a fifth of the epochs
     augment: bool = True
     precision: str = "auto"  # auto | fp32 | bf16
@@ -42,6 +47,8 @@ class TrainConfig:
                            f"choose one of {', '.join(STRATEGIES)}")
         if self.qam_input not in QAM_INPUTS:
             raise PalError(f"unknown qam_input {self.qam_input!r}: choose one of {QAM_INPUTS}")
+        if self.qam_loss not in QAM_LOSSES:
+            raise PalError(f"unknown qam_loss {self.qam_loss!r}: choose one of {QAM_LOSSES}")
         if self.size < 2**self.depth or self.size % 2**self.depth:
             raise PalError(f"size {self.size} must be a multiple of {2**self.depth} (2**depth)")
         for name in ("epochs", "batch_size", "width", "qam_width"):

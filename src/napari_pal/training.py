@@ -25,7 +25,7 @@ from .config import TrainConfig
 from .errors import CheckpointError, TrainingError
 from .models import QualityNet, UNet
 from .trainset import TrainingSet, augment
-from .weighting import per_sample_loss, sample_weights
+from .weighting import loss_terms, sample_weights
 
 
 @dataclass
@@ -178,13 +178,19 @@ class Trainer:
             logits = self.segmenter(images)
             scores = (self.qam(quality_input(images, masks, logits, cfg)).float()
                       if weighting else None)
-        losses = per_sample_loss(logits, masks)
+        bce, dice = loss_terms(logits, masks)
+        losses = bce + dice
         if scores is None:
             weights = torch.full_like(losses, 1.0 / len(losses))
         else:
             weights = sample_weights(scores, cfg.strategy, cfg.lam,
                                      self.trusted[idx].to(self.device))
         loss = (weights * losses).sum()
+        if scores is not None and cfg.qam_loss == "bce":
+            # same value; the quality module's gradient now comes from the BCE ranking only
+            ranked = bce.detach()
+            loss = ((weights.detach() * losses).sum()
+                    + (weights * ranked).sum() - (weights.detach() * ranked).sum())
         if not torch.isfinite(loss):
             raise TrainingError(
                 f"the loss became {loss.item()} at epoch {epoch + 1}, step {b + 1}; training "

@@ -7,8 +7,8 @@ import torch
 from torch.nn import functional as F
 
 
-def per_sample_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy plus soft Dice, averaged over classes: one loss per sample.
+def loss_terms(logits: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample binary cross-entropy and soft-Dice loss (mean over classes).
 
     Dice keeps small structures (clavicles) from being drowned by the background;
     classes are independent sigmoids because they may overlap.
@@ -19,7 +19,13 @@ def per_sample_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     inter = (probs * masks).sum(dim=(2, 3))
     denom = probs.sum(dim=(2, 3)) + masks.sum(dim=(2, 3))
     dice = 1 - (2 * inter + 1) / (denom + 1)
-    return bce + dice.mean(dim=1)
+    return bce, dice.mean(dim=1)
+
+
+def per_sample_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """The segmenter's loss, one value per sample: BCE + soft Dice."""
+    bce, dice = loss_terms(logits, masks)
+    return bce + dice
 
 
 def sample_weights(
