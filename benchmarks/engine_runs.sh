@@ -2,6 +2,7 @@
 # The engine's acceptance runs: JSRT train split with half the masks corrupted by 5-13 px
 # (erode or dilate, and dilate only), default `train` settings, qam_ocm vs baseline.
 # Usage: bash benchmarks/engine_runs.sh [OUT] [STRATEGIES] [OPS]   (run from the repo root)
+# TRAIN_ARGS="--qam-loss bce+dice" bash benchmarks/engine_runs.sh OUT   passes options to train.
 set -euo pipefail
 OUT=${1:-bench/engine}
 STRATEGIES=${2:-"qam_ocm baseline"}
@@ -20,7 +21,9 @@ for ops in $OPS_LIST; do
     [ -f "$run/done" ] && continue
     rm -rf "$run"
     start=$SECONDS
-    $PAL train "$noisy" --out "$run" --strategy "$strategy" --split "$noisy/split.csv:train"
+    # shellcheck disable=SC2086  # TRAIN_ARGS is a list of options
+    $PAL train "$noisy" --out "$run" --strategy "$strategy" --split "$noisy/split.csv:train" \
+      ${TRAIN_ARGS:-}
     $PAL score "$run" "$noisy" --split "$noisy/split.csv:train" --out "$run/scores.csv"
     echo "train+score seconds: $((SECONDS - start))" | tee "$run/time.txt"
     $PAL predict "$run" "$JSRT" --split "$JSRT/split.csv:test" --out "$run/pred"
