@@ -125,6 +125,14 @@ def test_dice(model, ds, batch: int = 16) -> np.ndarray:
     return np.asarray(rows, np.float64)
 
 
+def method_settings(proto: dict, strategy: str) -> dict:
+    """The protocol as a run records it: λ means nothing without the OCM, nor the QAM's
+    loss without a QAM, so such runs are shared by every variant of the same protocol."""
+    if strategy == "baseline":
+        return dict(proto, lam="-", qam_loss="-")
+    return dict(proto, lam="-") if strategy == "qam" else dict(proto)
+
+
 def _train(data, cfg, run_dir: Path, truth: dict[str, bool], args):
     """Train (or resume, or reuse a finished) run and return it loaded."""
     from .inference import TrainedModel
@@ -154,8 +162,11 @@ def run_one(st: Setting, proto: dict, train_ds, test_ds, out: Path, args) -> dic
                       batch_size=proto["batch_size"], lr=proto["lr"], seed=st.seed,
                       lam=proto["lam"], qam_loss=proto["qam_loss"],
                       device=args.device, precision=args.precision, threads=args.threads)
+    method = {"baseline": "plain", "qam": proto["qam_loss"]}.get(
+        st.strategy, f"lam{proto['lam']:g}_{proto['qam_loss']}")
     tag = (f"{args.protocol}_s{proto['size']}_e{proto['epochs']}_b{proto['batch_size']}"
-           f"_lr{proto['lr']:g}_lam{proto['lam']:g}_{proto['qam_loss']}_{st.ops_label}_{st.fraction}_{st.level}_{st.strategy}_{st.seed}")
+           f"_lr{proto['lr']:g}_{method}_{st.ops_label}_{st.fraction}_{st.level}"
+           f"_{st.strategy}_{st.seed}")
     run_dir = out / "runs" / tag
     truth = {n: n in bad for n in data.names}
     t0 = time.perf_counter()
@@ -163,7 +174,8 @@ def run_one(st: Setting, proto: dict, train_ds, test_ds, out: Path, args) -> dic
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     scores = test_dice(model, test_ds)
-    row: dict = {"protocol": args.protocol, **proto, "ops": st.ops_label,
+    row: dict = {"protocol": args.protocol, **method_settings(proto, st.strategy),
+                 "ops": st.ops_label,
                  "fraction": st.fraction, "level": st.level, "strategy": st.strategy,
                  "seed": st.seed, "n_train": len(train_ds), "n_test": len(test_ds),
                  "n_corrupt": len(bad), "device": str(model.device)}
@@ -171,7 +183,9 @@ def run_one(st: Setting, proto: dict, train_ds, test_ds, out: Path, args) -> dic
     for cls in order + [c for c in test_ds.classes if c not in order]:
         row[f"dice_{cls}"] = round(float(scores[:, test_ds.classes.index(cls)].mean()), 5)
     row["dice_mean"] = round(float(scores.mean()), 5)
-    row["train_s"] = round(train_s, 1)
+    hist = report.read_history(run_dir)
+    # summed over sessions when the run was resumed (the wall time covers only the last)
+    row["train_s"] = round(hist[-1]["elapsed_s"] if hist else train_s, 1)
     row.update({k: round(v, 5) for k, v in detect_in_sample(model, data, set(bad)).items()})
     row["eval_s"] = round(time.perf_counter() - t0, 1)
     if args.oof_folds > 1 and bad:
@@ -180,7 +194,6 @@ def run_one(st: Setting, proto: dict, train_ds, test_ds, out: Path, args) -> dic
                                  lambda sub, d: _train(sub, cfg, d, truth, args), run_dir)
         row.update({k: round(v, 5) for k, v in oof.items()})
         row["oof_folds"], row["oof_s"] = args.oof_folds, round(time.perf_counter() - t0, 1)
-    hist = report.read_history(run_dir)
     if hist:
         row["last_clean_weight"] = hist[-1].get("clean_weight", "")
         row["last_corrupt_weight"] = hist[-1].get("corrupt_weight", "")
@@ -247,7 +260,8 @@ def cmd_benchmark(a: argparse.Namespace) -> int:
     print(f"benchmark: {len(grid)} runs, protocol {a.protocol} {proto}, "
           f"{len(train_ds)} train / {len(test_ds)} test images -> {out}", file=sys.stderr)
     for n, st in enumerate(grid, 1):
-        key_row = {"protocol": a.protocol, **proto, "ops": st.ops_label,
+        key_row = {"protocol": a.protocol, **method_settings(proto, st.strategy),
+                   "ops": st.ops_label,
                    "fraction": st.fraction, "level": st.level, "strategy": st.strategy,
                    "seed": st.seed}
         if report.row_key(key_row) in done:

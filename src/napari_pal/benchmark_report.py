@@ -122,8 +122,18 @@ def _groups(rows: Iterable[dict]) -> dict[tuple, list[dict]]:
     strat = {"baseline": 0, "qam": 1, "qam_ocm": 2}
     n = len(PROTOCOL_KEY)
     return dict(sorted(out.items(), key=lambda kv: (
-        kv[0][:n], kv[0][n] != PAPER_OPS, kv[0][n], order.get(kv[0][n + 2], 9), kv[0][n + 2],
-        kv[0][n + 1], strat.get(kv[0][n + 3], 9))))
+        kv[0][:5], kv[0][n] != PAPER_OPS, kv[0][n], order.get(kv[0][n + 2], 9), kv[0][n + 2],
+        kv[0][n + 1], strat.get(kv[0][n + 3], 9), kv[0][5:n])))
+
+
+def _tables(groups: dict[tuple, list[dict]]) -> list[tuple]:
+    """One table per protocol and λ / QAM-loss variant; runs without λ ("-": baseline,
+    qam) join each variant they match, and make a table of their own only where none ran."""
+    n = len(PROTOCOL_KEY)
+    weighted = sorted({k[:n] for k in groups if k[5] != "-"})
+    plain = sorted({k[:n] for k in groups if k[5] == "-" and not any(
+        w[:5] == k[:5] and k[6] in ("-", w[6]) for w in weighted)})
+    return weighted + plain
 
 
 def _classes(rows: Sequence[dict]) -> list[str]:
@@ -142,19 +152,20 @@ def markdown(rows: Sequence[dict]) -> str:
              "**paper** columns: Zhu et al., MICCAI 2019, Table 1, as printed (256 px, "
              "batch 32, lr 1e-4, their networks), not re-run here; `–` where the paper has "
              "no such row (e.g. one-sided noise).", ""]
-    groups = _groups(rows)
+    all_groups = _groups(rows)
     n = len(PROTOCOL_KEY)
-    protocols = sorted({k[:n] for k in groups})
-    for proto in protocols:
+    for proto in _tables(all_groups):
         name, size, epochs, batch, lr, lam, qam_loss = proto
-        lines += [f"## Protocol `{name}`: {size} px, {epochs} epochs, batch {batch}, lr {lr}, "
-                  f"λ {lam}, QAM ranks the {qam_loss} loss", "", "### Dice", ""]
+        groups = {k: v for k, v in all_groups.items()
+                  if k[:n] == proto or (k[:5] == proto[:5] and k[5] == "-"
+                                        and k[6] in ("-", proto[6]))}
+        method = "" if lam == "-" else f", λ {lam}, the QAM ranks the {qam_loss} loss"
+        lines += [f"## Protocol `{name}`: {size} px, {epochs} epochs, batch {batch}, "
+                  f"lr {lr}{method}", "", "### Dice", ""]
         head = ["noise", "level", "ops", "strategy", "seeds", *classes, "mean",
                 *(f"paper {c}" for c in PAPER_CLASSES), "paper mean", "train s / run"]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for key, rs in groups.items():
-            if key[:n] != proto:
-                continue
             ops, frac, level, strategy = key[n:]
             paper = PAPER_TABLE1.get((frac, level), {}).get(strategy) \
                 if ops == PAPER_OPS or frac == 0 else None
@@ -180,7 +191,7 @@ def markdown(rows: Sequence[dict]) -> str:
                 *(f"{m} {s}" for s in SCORES for m in ("AUC", "AP", "P@k"))]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for key, rs in groups.items():
-            if key[:n] != proto or key[n + 1] == 0:
+            if key[n + 1] == 0:
                 continue
             ops, frac, level, strategy = key[n:]
             for label, suffix in modes:

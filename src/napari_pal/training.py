@@ -109,6 +109,8 @@ class Trainer:
         per_epoch = len(self._batches(0))
         total = per_epoch * cfg.epochs
         start, done_at_start = time.perf_counter(), self.epoch * per_epoch + self.step_in_epoch
+        # history's elapsed_s is the training time summed over resumed sessions
+        earlier_s = self.history[-1]["elapsed_s"] if self.history else 0.0
         for epoch in range(self.epoch, cfg.epochs):
             batches = self._batches(epoch)
             sums = {"loss": 0.0, "n": 0, "clean": [], "corrupt": []}
@@ -137,7 +139,7 @@ class Trainer:
                                          "weighting": int(weighting),
                                          "clean_weight": ev.clean_weight,
                                          "corrupt_weight": ev.corrupt_weight,
-                                         "elapsed_s": round(ev.elapsed_s, 2)})
+                                         "elapsed_s": round(earlier_s + ev.elapsed_s, 2)})
                     self._save()
                 yield ev
             self.step_in_epoch = 0
