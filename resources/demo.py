@@ -53,9 +53,9 @@ def main() -> int:
     p.add_argument("--out", default=str(REPO / "runs" / "demo"),
                    help="where runs, quality.csv and the screenshot go")
     p.add_argument("--epochs", type=int, default=50)
-    # λ 0.5 rather than the engine default 2: on 36 images the re-weighting starts (after a
-    # fifth of the epochs) while the segmenter is still rough, and λ 2 (weights up to e^4
-    # apart) lets a few samples dominate each batch and stalls it; see the lead's notes
+    # λ 0.5 rather than the engine's 1 or the paper's 2: on 36 images the re-weighting
+    # starts (after a fifth of the epochs) while the segmenter is still rough, and λ 2
+    # (weights up to e^4 apart) lets a few samples dominate each batch and stalls it
     p.add_argument("--lam", type=float, default=0.5, help="OCM bound λ")
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=8)

@@ -26,7 +26,7 @@ class TrainConfig:
     size: int = 256
     batch_size: int = 16
     lr: float = 1e-3
-    lam: float = 2.0
+    lam: float = 1.0
     seed: int = 0
     width: int = 16
     depth: int = 4
