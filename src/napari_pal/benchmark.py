@@ -204,10 +204,14 @@ def run_one(st: Setting, proto: dict, train_ds, test_ds, out: Path, args) -> dic
     return row
 
 
-def fig4_summary(rows: Sequence[dict], out: Path) -> Path | None:
-    """OUT/fig4.png: the paper's setting (50 %, 5-13 px) if run, else every weighted run."""
+def fig4_summary(rows: Sequence[dict], out: Path, proto: dict) -> Path | None:
+    """OUT/fig4.png: the paper's setting (50 %, 5-13 px) if run, else every weighted run,
+    of this protocol and λ / QAM-loss variant."""
     def pick(r):
-        return r["strategy"] != "baseline" and int(r["fraction"]) > 0
+        same = all(str(r.get(k, "")) == str(v) for k, v in proto.items() if k != "lam"
+                   and k != "qam_loss") and r.get("lam") in (str(proto["lam"]), "-") \
+            and r.get("qam_loss") == proto["qam_loss"]
+        return same and r["strategy"] != "baseline" and int(r["fraction"]) > 0
     chosen = [r for r in rows if pick(r) and int(r["fraction"]) == 50 and r["level"] == "5-13"]
     chosen = chosen or [r for r in rows if pick(r)]
     curves = {f"{r['strategy']} {r['fraction']}% {r['level']} {r['ops']} s{r['seed']}":
@@ -275,7 +279,7 @@ def cmd_benchmark(a: argparse.Namespace) -> int:
               file=sys.stderr)
     rows = report.read_rows(csv_path)  # with the rows of processes sharing this folder
     write_text(out / "results.md", report.markdown(rows))
-    fig = fig4_summary(rows, out)
+    fig = fig4_summary(rows, out, proto)
     print(f"wrote {csv_path}, {out / 'results.md'}{', ' + str(fig) if fig else ''}")
     return 0
 

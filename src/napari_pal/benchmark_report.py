@@ -7,6 +7,7 @@ import contextlib
 import csv
 import io
 import math
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -78,12 +79,12 @@ def _locked(path: Path):
     except ImportError:  # Windows: one process per folder
         yield
         return
-    with open(path, "a+b") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)  # an empty lock file, never written
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def add_row(path: Path, row: dict) -> list[dict]:
