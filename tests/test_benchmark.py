@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from napari_pal import benchmark, benchmark_detection, speed
+from napari_pal import benchmark, benchmark_detection, benchmark_report, speed
 from napari_pal.detection import (
     average_precision,
     cleanlab_quality,
@@ -175,6 +175,26 @@ def test_out_of_fold_detection_adds_columns_and_reuses_finished_runs(jsrt256, tm
     folds = benchmark_detection.fold_indices(8, 2, 0)
     assert sorted(np.concatenate(folds).tolist()) == list(range(8))
     assert all(len(f) == 4 for f in folds)
+
+
+def test_runs_without_lambda_join_every_lambda_table():
+    proto = dict(benchmark.PROTOCOLS["cpu"], lam=1.0, qam_loss="bce")
+    assert benchmark.method_settings(proto, "baseline")["lam"] == "-"
+    assert benchmark.method_settings(proto, "baseline")["qam_loss"] == "-"
+    assert benchmark.method_settings(proto, "qam") == dict(proto, lam="-")
+    assert benchmark.method_settings(proto, "qam_ocm") == proto
+
+    def row(strategy, lam, dice):
+        base = benchmark.method_settings(dict(proto, lam=lam), strategy)
+        return {"protocol": "cpu", **base, "ops": "erode+dilate", "fraction": 50,
+                "level": "5-13", "strategy": strategy, "seed": 0, "n_corrupt": 82,
+                "dice_lungs": dice, "dice_mean": dice, "train_s": 1}
+
+    md = benchmark_report.markdown([row("baseline", 1.0, 0.8), row("qam_ocm", 1.0, 0.91),
+                                    row("qam_ocm", 2.0, 0.92)])
+    assert md.count("## Protocol `cpu`") == 2  # one table per λ
+    assert md.count("| 50 % | 5-13 | erode+dilate | baseline | 1 | 0.800 |") == 2
+    assert md.count("QAM+OCM | 1 | 0.910") == 1 and md.count("QAM+OCM | 1 | 0.920") == 1
 
 
 # --- speed ----------------------------------------------------------------------------------
