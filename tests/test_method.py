@@ -10,7 +10,7 @@ from napari_pal.config import TrainConfig
 from napari_pal.errors import PalError
 from napari_pal.geometry import Frame
 from napari_pal.models import QualityNet, UNet
-from napari_pal.weighting import loss_terms, per_sample_loss, sample_weights
+from napari_pal.weighting import loss_terms, per_sample_loss, sample_weights, weighted_loss
 
 
 def test_unet_shapes_and_quality_net_starts_neutral():
@@ -45,6 +45,23 @@ def test_bce_ranking_rewards_the_right_mask_when_dice_rewards_the_dilated_one():
     assert bce[0] < bce[1]
     assert dice[1] < dice[0]
     assert bce[1] + dice[1] < bce[0] + dice[0]
+
+
+def test_bce_ranking_keeps_the_loss_and_moves_only_the_qam_gradient():
+    bce = torch.tensor([0.1, 0.5, 0.2], requires_grad=True)
+    dice = torch.tensor([0.6, 0.1, 0.3], requires_grad=True)
+    grads = {}
+    for mode in ("bce+dice", "bce"):
+        t = torch.tensor([0.3, -0.2, 0.1], requires_grad=True)
+        loss = weighted_loss(sample_weights(t, "qam_ocm", lam=1.0), bce, dice, mode)
+        seg = torch.autograd.grad(loss, (bce, dice), retain_graph=True)
+        grads[mode] = (loss.item(), torch.autograd.grad(loss, t)[0], seg)
+    (v1, g1, s1), (v2, g2, s2) = grads["bce+dice"], grads["bce"]
+    assert v1 == pytest.approx(v2)
+    assert all(torch.allclose(a, b) for a, b in zip(s1, s2))  # segmenter: unchanged
+    t = torch.tensor([0.3, -0.2, 0.1], requires_grad=True)
+    want = torch.autograd.grad((sample_weights(t, "qam_ocm", lam=1.0) * bce.detach()).sum(), t)[0]
+    assert torch.allclose(g2, want) and not torch.allclose(g1, g2)
 
 
 def test_weights_sum_to_one_and_ocm_bounds_their_ratio():

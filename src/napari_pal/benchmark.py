@@ -208,9 +208,8 @@ def fig4_summary(rows: Sequence[dict], out: Path, proto: dict) -> Path | None:
     """OUT/fig4.png: the paper's setting (50 %, 5-13 px) if run, else every weighted run,
     of this protocol and λ / QAM-loss variant."""
     def pick(r):
-        same = all(str(r.get(k, "")) == str(v) for k, v in proto.items() if k != "lam"
-                   and k != "qam_loss") and r.get("lam") in (str(proto["lam"]), "-") \
-            and r.get("qam_loss") == proto["qam_loss"]
+        recorded = method_settings(proto, r["strategy"])  # as this variant records a run
+        same = all(str(r.get(k, "")) == str(v) for k, v in recorded.items())
         return same and r["strategy"] != "baseline" and int(r["fraction"]) > 0
     chosen = [r for r in rows if pick(r) and int(r["fraction"]) == 50 and r["level"] == "5-13"]
     chosen = chosen or [r for r in rows if pick(r)]

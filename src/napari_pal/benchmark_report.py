@@ -44,7 +44,7 @@ KEY = ("protocol", "size", "epochs", "batch_size", "lr", "lam", "qam_loss", "ops
 PROTOCOL_KEY = ("protocol", "size", "epochs", "batch_size", "lr", "lam", "qam_loss")
 #: Values of key columns added later, for rows of older CSVs that lack them.
 KEY_DEFAULTS = {"lam": "2.0", "qam_loss": "bce+dice"}
-SCORES = ("quality", "qam", "cleanlab")  # detection scores, see benchmark.detect
+SCORES = ("quality", "qam", "cleanlab")  # detection scores, see benchmark_detection
 METRICS = ("auc", "ap", "p_at_k")
 
 

@@ -25,7 +25,7 @@ from .config import TrainConfig
 from .errors import CheckpointError, TrainingError
 from .models import QualityNet, UNet
 from .trainset import TrainingSet, augment
-from .weighting import loss_terms, sample_weights
+from .weighting import loss_terms, sample_weights, weighted_loss
 
 
 @dataclass
@@ -187,12 +187,7 @@ class Trainer:
         else:
             weights = sample_weights(scores, cfg.strategy, cfg.lam,
                                      self.trusted[idx].to(self.device))
-        loss = (weights * losses).sum()
-        if scores is not None and cfg.qam_loss == "bce":
-            # same value; the quality module's gradient now comes from the BCE ranking only
-            ranked = bce.detach()
-            loss = ((weights.detach() * losses).sum()
-                    + (weights * ranked).sum() - (weights.detach() * ranked).sum())
+        loss = weighted_loss(weights, bce, dice, cfg.qam_loss)
         if not torch.isfinite(loss):
             raise TrainingError(
                 f"the loss became {loss.item()} at epoch {epoch + 1}, step {b + 1}; training "

@@ -28,6 +28,22 @@ def per_sample_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     return bce + dice
 
 
+def weighted_loss(weights: torch.Tensor, bce: torch.Tensor, dice: torch.Tensor,
+                  qam_loss: str = "bce+dice") -> torch.Tensor:
+    """Σ wᵢ·Lᵢ, the loss both networks minimise (the paper).
+
+    With ``qam_loss="bce"`` the value and the segmenter's gradient are the same, but the
+    weights (so the QAM) learn from Σ wᵢ·BCEᵢ: soft Dice is lower for an over-drawn mask
+    than for the right one against the same prediction, which made the QAM favour
+    over-drawn masks.
+    """
+    losses = bce + dice
+    if qam_loss != "bce" or not weights.requires_grad:
+        return (weights * losses).sum()
+    fixed = weights.detach()
+    return (fixed * losses).sum() + ((weights - fixed) * bce.detach()).sum()
+
+
 def sample_weights(
     scores: torch.Tensor,
     strategy: str,
