@@ -10,8 +10,8 @@ import sys
 
 import numpy as np
 
-from napari_pal.corruption import read_corruption_csv
-from napari_pal.detection import detection_metrics
+from napari_pal.data.corruption import read_corruption_csv
+from napari_pal.scoring.detection import detection_metrics
 
 
 def badness(rows: list[dict], column: str) -> np.ndarray:

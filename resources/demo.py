@@ -87,7 +87,7 @@ def main() -> int:
     import napari
     from qtpy.QtCore import QTimer
 
-    from napari_pal._stack import write_quality_csv
+    from napari_pal.review.stack import write_quality_csv
 
     data = Path(a.data).resolve()
     t0 = time.perf_counter()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from napari_pal.synthetic import make_sample_dataset
+from napari_pal.data.synthetic import make_sample_dataset
 
 SAMPLE = Path(__file__).resolve().parent / "sample"
 # 12 of the 36 are bad; the PNGs are committed (about 2 MB)

@@ -1,7 +1,7 @@
 """Screenshots of the napari plugin for the docs.
 
 Opens napari (under Xvfb when there is no display) on a few images of a dataset folder,
-spoils some of their masks (``napari_pal.corruption``, so that bad masks exist to find),
+spoils some of their masks (``napari_pal.data.corruption``, so that bad masks exist to find),
 trains briefly in the widget, and saves into docs/screenshots/:
 
 - ``widget_table.png``: the dock widget with the live plot and the quality table filled;
@@ -36,7 +36,7 @@ JSRT = REPO.parent / "shared" / "data" / "jsrt256"
 
 
 def _subset(data: Path, split: str | None, n: int, out: Path) -> Path:
-    from napari_pal.dataset import open_dataset
+    from napari_pal.data.dataset import open_dataset
 
     ds = open_dataset(data, split=split, check=False)
     for it in ds.items[:n]:
@@ -68,8 +68,8 @@ def main() -> int:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_pal._widget import PalWidget
-    from napari_pal.corruption import corrupt_dataset
+    from napari_pal._napari.widget import PalWidget
+    from napari_pal.data.corruption import corrupt_dataset
 
     data = Path(a.data)
     split = a.split if a.split and a.split.lower() != "none" else None

@@ -9,8 +9,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .atomic import write_text
-from .errors import PalError
+from napari_pal.atomic import write_text
+from napari_pal.errors import PalError
 
 DESCRIPTION = """Pick-and-Learn for radiographs: train a segmenter that is not fooled by bad
 masks, and rank every mask of a folder from the worst up."""
@@ -30,7 +30,7 @@ def _outside(out: Path, data: Path) -> None:
 
 
 def _open(data: str, split: str | None, classes: Sequence[str] | None = None):
-    from .dataset import open_dataset
+    from napari_pal.data.dataset import open_dataset
 
     return open_dataset(Path(data), split=split, classes=classes)
 
@@ -38,11 +38,11 @@ def _open(data: str, split: str | None, classes: Sequence[str] | None = None):
 def cmd_train(a: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .checkpoint import CHECKPOINT_NAME
-    from .config import TrainConfig
-    from .corruption import read_corruption_csv
-    from .training import Trainer
-    from .trainset import load_training_set
+    from napari_pal.data.corruption import read_corruption_csv
+    from napari_pal.data.trainset import load_training_set
+    from napari_pal.method.checkpoint import CHECKPOINT_NAME
+    from napari_pal.method.config import TrainConfig
+    from napari_pal.method.training import Trainer
 
     out = Path(a.out)
     _outside(out, Path(a.data))
@@ -92,8 +92,8 @@ def cmd_train(a: argparse.Namespace) -> int:
 def cmd_score(a: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .inference import TrainedModel
-    from .quality import analyse, scores_csv
+    from napari_pal.method.inference import TrainedModel
+    from napari_pal.scoring.quality import analyse, scores_csv
 
     model = TrainedModel.load(a.run)
     ds = _open(a.data, a.split, model.classes)
@@ -107,7 +107,7 @@ def cmd_score(a: argparse.Namespace) -> int:
                   unit="img"):
         scores.append(r.score)
         if maps is not None:
-            from .imagefiles import write_tiff
+            from napari_pal.data.imagefiles import write_tiff
 
             write_tiff(maps / f"{r.score.name}.tif", r.disagreement.astype("float32"))
     text = scores_csv(scores, model.classes)
@@ -122,8 +122,8 @@ def cmd_score(a: argparse.Namespace) -> int:
 def cmd_predict(a: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .dataset import write_classes_txt, write_masks
-    from .inference import TrainedModel
+    from napari_pal.data.dataset import write_classes_txt, write_masks
+    from napari_pal.method.inference import TrainedModel
 
     model = TrainedModel.load(a.run)
     ds = _open(a.data, a.split, model.classes)
@@ -139,7 +139,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
-    from .metrics import evaluate
+    from napari_pal.scoring.metrics import evaluate
 
     ref = _open(a.ref, a.split)
     result = evaluate(Path(a.pred), ref)
@@ -151,7 +151,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
 
 def cmd_corrupt(a: argparse.Namespace) -> int:
-    from .corruption import corrupt_dataset
+    from napari_pal.data.corruption import corrupt_dataset
 
     ops = [o.strip() for o in a.ops.split(",") if o.strip()]
     records = corrupt_dataset(Path(a.data), Path(a.out), fraction=a.fraction,
@@ -164,7 +164,7 @@ def cmd_corrupt(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .config import QAM_INPUTS, QAM_LOSSES, STRATEGIES, TrainConfig
+    from napari_pal.method.config import QAM_INPUTS, QAM_LOSSES, STRATEGIES, TrainConfig
 
     d = TrainConfig()
     p = argparse.ArgumentParser(prog="napari-pal", description=DESCRIPTION)
@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(c)
     c.set_defaults(func=cmd_corrupt)
 
-    from . import benchmark, speed
+    from napari_pal.bench import benchmark, speed
 
     benchmark.add_parser(sub)
     speed.add_parser(sub)

@@ -1,0 +1,1 @@
+"""Everything that imports napari, Qt or magicgui: reader, writer, sample data, widget."""

@@ -1,0 +1,1 @@
+"""Benchmarks and speed measurement (the `bench` extra); never imported by the engine."""

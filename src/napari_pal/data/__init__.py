@@ -1,0 +1,1 @@
+"""Data: dataset folders, image files, grid geometry, training tensors, noise."""

@@ -1,0 +1,433 @@
+"""The data layer: a folder of radiographs + masks, matched by file stem (GUI-free).
+
+``open_dataset`` finds every problem in one pass and raises one DatasetError that names
+each offending file with its fix. Nothing is ever written into the input folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from napari_pal.atomic import write_text
+from napari_pal.data import imagefiles as f
+from napari_pal.data.imagefiles import IMAGE_SUFFIXES, MASK_SUFFIXES, MaskResampledWarning
+from napari_pal.errors import DatasetError
+
+__all__ = ["IMAGE_SUFFIXES", "MASK_SUFFIXES", "Dataset", "Item", "Layout",
+           "MaskResampledWarning", "open_dataset", "parse_split_spec", "read_split",
+           "write_classes_txt", "write_masks"]
+
+
+class Layout(str, enum.Enum):
+    CLASS_FOLDERS = "class_folders"
+    LABEL_IMAGE = "label_image"
+    MULTICHANNEL = "multichannel_tiff"
+
+
+@dataclass(frozen=True)
+class Item:
+    name: str
+    image_path: Path
+    mask_paths: tuple[Path, ...]  # one per class for CLASS_FOLDERS, else one file
+
+
+@dataclass
+class Dataset:
+    root: Path
+    layout: Layout
+    classes: list[str]
+    items: list[Item]
+
+    @property
+    def names(self) -> list[str]:
+        return [it.name for it in self.items]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def index(self, name: str) -> int:
+        for i, it in enumerate(self.items):
+            if it.name == name:
+                return i
+        raise DatasetError(f"no image named '{name}' in '{self.root}'. Fix: use one of the "
+                           f"names in {self.root / 'images'}.")
+
+    def image_shape(self, i: int) -> tuple[int, int]:
+        """(H, W) read from the file header only."""
+        p = self.items[i].image_path
+        return f.plane_shape(f.stored_shape(p), p)
+
+    def read_image(self, i: int) -> np.ndarray:
+        """float32 (H, W) in [0, 1]."""
+        return f.read_image(self.items[i].image_path)
+
+    def read_stored_masks(self, i: int) -> np.ndarray:
+        """bool (C, h, w) at the size the masks are stored."""
+        it = self.items[i]
+        if self.layout is Layout.CLASS_FOLDERS:
+            return f.read_class_masks(it.name, it.mask_paths)
+        if self.layout is Layout.LABEL_IMAGE:
+            return f.read_label_mask(it.mask_paths[0], self.classes)
+        return f.read_multichannel_mask(it.mask_paths[0], self.classes)
+
+    def read_masks(self, i: int) -> np.ndarray:
+        """bool (C, H, W) at the IMAGE's size (whole-factor resampled, with a warning)."""
+        masks = self.read_stored_masks(i)
+        return self._fit(i, masks, self.image_shape(i))
+
+    def _fit(self, i: int, masks: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+        mask_hw = (int(masks.shape[1]), int(masks.shape[2]))
+        if mask_hw == image_hw:
+            return masks
+        it = self.items[i]
+        if not f.resample_factor_ok(mask_hw, image_hw):
+            raise DatasetError(
+                f"image '{it.image_path}' is {image_hw[0]}x{image_hw[1]} but its mask "
+                f"'{it.mask_paths[0]}' is {mask_hw[0]}x{mask_hw[1]}. Fix: save the mask at the "
+                "image's size (or a whole-number factor of it with the same aspect).")
+        f.warn_resampled(mask_hw, image_hw, self.root / "masks")
+        return f.resample_masks(masks, image_hw)
+
+    def subset(self, names: Iterable[str]) -> Dataset:
+        wanted = list(dict.fromkeys(names))
+        have = set(self.names)
+        missing = [n for n in wanted if n not in have]
+        if missing:
+            raise DatasetError(f"no images named {missing} in '{self.root / 'images'}'. "
+                               "Fix: check the names (file stems, without suffix).")
+        keep = set(wanted)
+        return replace(self, items=[it for it in self.items if it.name in keep])
+
+
+def read_split(path: Path) -> dict[str, str]:
+    """name -> split part, from a CSV with ``name`` and ``split`` columns."""
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.DictReader(fh))
+            fields = rows[0].keys() if rows else []
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise DatasetError(f"cannot read split file '{path}' ({err}). "
+                           "Fix: give a CSV file with columns name,split.") from err
+    if "name" not in fields or "split" not in fields:
+        raise DatasetError(f"split file '{path}' needs columns 'name' and 'split' (has "
+                           f"{list(fields)}). Fix: add a header line 'name,split'.")
+    out: dict[str, str] = {}
+    for row in rows:
+        name, part = (row["name"] or "").strip(), (row["split"] or "").strip()
+        if name and out.setdefault(name, part) != part:
+            raise DatasetError(f"split file '{path}' puts '{name}' in two parts. "
+                               "Fix: list each name once.")
+    return out
+
+
+def parse_split_spec(spec: str) -> tuple[Path, str]:
+    """'DATA/split.csv:train' -> (Path('DATA/split.csv'), 'train')."""
+    file, sep, part = str(spec).rpartition(":")
+    if not sep or not file or not part.strip():
+        raise DatasetError(f"split '{spec}' is not FILE:PART. "
+                           "Fix: write e.g. DATA/split.csv:train.")
+    return Path(file), part.strip()
+
+
+def _classes_txt(root: Path, problems: list[str]) -> list[str] | None:
+    p = root / "classes.txt"
+    if not p.is_file():
+        return None
+    try:
+        names = [ln.strip() for ln in p.read_text(encoding="utf-8-sig").splitlines()]
+    except (OSError, UnicodeDecodeError) as err:
+        problems.append(f"'{p}' cannot be read ({err}). Fix: save it as UTF-8 text.")
+        return None
+    names = [n for n in names if n]
+    if len(set(names)) != len(names) or not names:
+        problems.append(f"'{p}' is empty or repeats a class name. "
+                        "Fix: one unique class name per line.")
+    return names
+
+
+def _files(folder: Path, suffixes: Sequence[str], problems: list[str]) -> dict[str, Path]:
+    """stem -> file for the visible files of ``folder`` with these suffixes."""
+    out: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith(".") or p.suffix.lower() not in suffixes:
+            continue
+        if not p.is_file():
+            problems.append(f"'{p}' is a directory named like an image. Fix: rename or move it.")
+        elif p.stem in out:
+            problems.append(f"'{out[p.stem]}' and '{p}' have the same name '{p.stem}'. "
+                            "Fix: keep one file per name (remove or rename the other).")
+        else:
+            out[p.stem] = p
+    return out
+
+
+def _unmatched(what: str, names: Iterable[str], fix: str) -> str:
+    names = sorted(names)
+    return f"{len(names)} {what}: {', '.join(names)}. Fix: {fix}"
+
+
+def _find(root: Path, classes: Sequence[str] | None,
+          problems: list[str]) -> tuple[Layout, list[str], list[Item]] | None:
+    """Match images to masks; returns None when the layout cannot be determined."""
+    images_dir, masks_dir = root / "images", root / "masks"
+    if not images_dir.is_dir():
+        problems.append(f"no 'images' folder in '{root}'. Fix: put the radiographs in "
+                        f"'{images_dir}' and the masks in '{masks_dir}'.")
+        return None
+    images = _files(images_dir, IMAGE_SUFFIXES, problems)
+    if not images:
+        problems.append(f"'{images_dir}' holds no image files ({', '.join(IMAGE_SUFFIXES)}). "
+                        "Fix: add the radiographs there.")
+    if not masks_dir.is_dir():
+        problems.append(f"no 'masks' folder in '{root}'. Fix: put the masks in '{masks_dir}' "
+                        "(masks/<class>/<name>.png, or masks/<name>.png as a label image).")
+        return None
+    txt = _classes_txt(root, problems)
+    dirs = [p for p in sorted(masks_dir.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+    loose = _files(masks_dir, MASK_SUFFIXES + (".jpg", ".jpeg"), problems)
+    for stem, p in list(loose.items()):
+        if p.suffix.lower() in (".jpg", ".jpeg"):
+            problems.append(f"mask '{p}' is a JPEG (lossy, not binary). Fix: save it as PNG.")
+            del loose[stem]
+    if dirs and loose:
+        problems.append(f"'{masks_dir}' mixes class folders ({', '.join(d.name for d in dirs)}) "
+                        f"and loose mask files ({', '.join(p.name for p in loose.values())}). "
+                        "Fix: use one layout - masks/<class>/<name>.png or masks/<name>.png.")
+        return None
+    if not dirs and not loose:
+        problems.append(f"'{masks_dir}' holds no masks. Fix: add masks/<class>/<name>.png "
+                        "(one folder per class) or masks/<name>.png label images.")
+        return None
+    if dirs:
+        return _find_class_folders(root, images, dirs, txt, classes, problems)
+    return _find_loose(root, images, loose, txt, classes, problems)
+
+
+def _find_class_folders(root, images, dirs, txt, classes, problems):
+    found = [d.name for d in dirs]
+    if classes is not None:
+        order = list(classes)
+        for d in found:
+            if d not in order:
+                problems.append(f"class folder '{root / 'masks' / d}' is not one of the expected "
+                                f"classes {order}. Fix: rename or remove it.")
+    elif txt is not None:
+        order = txt
+        for d in found:
+            if d not in order:
+                problems.append(f"class folder '{root / 'masks' / d}' is not listed in "
+                                f"'{root / 'classes.txt'}'. Fix: add it there or remove it.")
+    else:
+        order = sorted(found)
+    for c in order:
+        if c not in found:
+            problems.append(f"class '{c}' has no folder '{root / 'masks' / c}'. "
+                            "Fix: add the folder with one mask per image.")
+    per_class = {c: _files(root / "masks" / c, MASK_SUFFIXES, problems)
+                 for c in order if c in found}
+    items, names = [], set(images)
+    for c, masks in per_class.items():
+        if names - set(masks):
+            problems.append(_unmatched(f"images have no mask in '{root / 'masks' / c}'",
+                                       names - set(masks), "add the masks or remove the images"))
+        if set(masks) - names:
+            problems.append(_unmatched(f"masks in '{root / 'masks' / c}' have no image",
+                                       set(masks) - names, "add the images or remove the masks"))
+    for n, p in images.items():
+        if all(n in m for m in per_class.values()) and len(per_class) == len(order):
+            items.append(Item(n, p, tuple(per_class[c][n] for c in order)))
+    return Layout.CLASS_FOLDERS, order, items
+
+
+def _find_loose(root, images, loose, txt, classes, problems):
+    masks_dir = root / "masks"
+    ndims: dict[str, int] = {}
+    for n, p in loose.items():
+        if f.is_tiff(p):
+            try:
+                ndims[n] = 3 if len([d for d in f.stored_shape(p) if d != 1]) >= 3 else 2
+            except DatasetError as err:
+                problems.append(str(err))
+        else:
+            ndims[n] = 2
+    if len(set(ndims.values())) > 1:
+        flat = [p.name for n, p in loose.items() if ndims.get(n) == 2]
+        problems.append(f"'{masks_dir}' mixes 2-D label images ({', '.join(flat)}) and 3-D "
+                        "multichannel TIFFs. Fix: use one layout for every mask.")
+        return None
+    layout = Layout.MULTICHANNEL if 3 in ndims.values() else Layout.LABEL_IMAGE
+    names = set(images)
+    if names - set(loose):
+        problems.append(_unmatched(f"images have no mask in '{masks_dir}'", names - set(loose),
+                                   "add the masks or remove the images"))
+    if set(loose) - names:
+        problems.append(_unmatched(f"masks in '{masks_dir}' have no image", set(loose) - names,
+                                   "add the images or remove the masks"))
+    items = [Item(n, p, (loose[n],)) for n, p in images.items() if n in loose]
+    if txt is not None and classes is not None and list(classes) != txt:
+        problems.append(f"'{root / 'classes.txt'}' lists {txt}, expected classes "
+                        f"{list(classes)}. Fix: open a folder with the expected classes.")
+    order = txt if txt is not None else (list(classes) if classes is not None else None)
+    if order is None:
+        order = _count_classes(layout, items, problems)
+        if not order and items:
+            problems.append(f"every mask in '{masks_dir}' is all background (0), so there are "
+                            "no classes. Fix: check the export (label k = class k).")
+            return None
+    return layout, order, items
+
+
+def _count_classes(layout: Layout, items: list[Item], problems: list[str]) -> list[str]:
+    """class_1..class_K: K = max label (label images) or the channel count (multichannel)."""
+    counts: dict[int, list[str]] = {}
+    for it in items:
+        p = it.mask_paths[0]
+        try:
+            if layout is Layout.MULTICHANNEL:
+                arr, last = f.read_array(p)
+                k = arr.shape[-1] if last else arr.shape[0]
+            else:
+                arr = f.label_values(f.to_plane_mask(*f.read_array(p), p), p)
+                k = int(arr.max()) if arr.size else 0
+        except DatasetError as err:
+            problems.append(str(err))
+            continue
+        counts.setdefault(k, []).append(p.name)
+    if layout is Layout.MULTICHANNEL and len(counts) > 1:
+        detail = "; ".join(f"{k} channels: {', '.join(v)}" for k, v in sorted(counts.items()))
+        problems.append(f"multichannel masks differ in channel count ({detail}). "
+                        "Fix: save every mask with one channel per class.")
+    k = max(counts, default=0)
+    return [f"class_{j}" for j in range(1, k + 1)]
+
+
+def _check(ds: Dataset, problems: list[str]) -> None:
+    """Read every file once (streaming) and collect what is wrong with it."""
+    seen = np.zeros(len(ds.classes), bool)
+    sizes: set[tuple[tuple[int, int], tuple[int, int]]] = set()
+    for i in range(len(ds.items)):
+        try:
+            hw = ds.read_image(i).shape
+        except DatasetError as err:
+            problems.append(str(err))
+            hw = None
+        try:
+            masks = ds.read_stored_masks(i)
+        except DatasetError as err:
+            problems.append(str(err))
+            continue
+        seen |= masks.any(axis=(1, 2))
+        if hw is not None and masks.shape[1:] != hw:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", MaskResampledWarning)
+                    ds._fit(i, masks, hw)
+                sizes.add((masks.shape[1:], hw))
+            except DatasetError as err:
+                problems.append(str(err))
+    for c, ok in zip(ds.classes, seen):
+        if ds.items and not ok:
+            problems.append(f"class '{c}' is empty in every mask: remove the folder or check "
+                            "the export (or its line in classes.txt).")
+    for mask_hw, image_hw in sorted(sizes):
+        f.warn_resampled(mask_hw, image_hw, ds.root / "masks")
+
+
+def _raise(root: Path, problems: list[str]) -> None:
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in dict.fromkeys(problems))
+        raise DatasetError(f"cannot use dataset folder '{root}' ({len(problems)} "
+                           f"problem{'s' if len(problems) > 1 else ''}):\n{lines}")
+
+
+def open_dataset(root: str | Path, *, split: str | None = None,
+                 classes: Sequence[str] | None = None, check: bool = True) -> Dataset:
+    """Open DATA/images + DATA/masks; ``check`` reads every file once to validate it."""
+    root = Path(root)
+    if not root.exists():
+        raise DatasetError(f"dataset folder '{root}' does not exist. Fix: give the folder that "
+                           "holds images/ and masks/.")
+    if not root.is_dir():
+        raise DatasetError(f"'{root}' is not a folder. Fix: give the folder that holds "
+                           "images/ and masks/.")
+    problems: list[str] = []
+    found = _find(root, classes, problems)
+    if found is None:
+        _raise(root, problems)
+    layout, order, items = found
+    ds = Dataset(root, layout, list(order), items)
+    if split is not None:
+        file, part = parse_split_spec(split)
+        table = read_split(file)
+        wanted = [n for n, s in table.items() if s == part]
+        if not wanted:
+            parts = sorted(set(table.values()))
+            raise DatasetError(f"split file '{file}' has no names in part '{part}'. "
+                               f"Fix: use one of the parts {parts}.")
+        have = set(ds.names)
+        missing = [n for n in wanted if n not in have]
+        if missing:
+            problems.append(_unmatched(f"names in part '{part}' of '{file}' have no image "
+                                       f"with masks in '{root}'", missing,
+                                       "fix the split file or add the images"))
+        ds = ds.subset(n for n in wanted if n in have)
+    if check:
+        _check(ds, problems)
+    _raise(root, problems)
+    return ds
+
+
+def _safe_name(name: str) -> str:
+    bad = (not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name
+           or Path(name).is_absolute() or name.startswith("."))
+    if bad:
+        raise DatasetError(f"mask name '{name}' is not a plain file name. Fix: use the image's "
+                           "name without folders, '..' or a leading dot.")
+    return name
+
+
+def write_masks(out_root: Path, layout: Layout, classes: Sequence[str], name: str,
+                masks: np.ndarray, *, suffix: str | None = None) -> list[Path]:
+    """Write bool (C, H, W) masks for ``name`` under out_root/masks/ in ``layout``, atomically."""
+    name, layout, masks = _safe_name(name), Layout(layout), np.asarray(masks, bool)
+    if masks.ndim != 3 or masks.shape[0] != len(classes):
+        raise DatasetError(f"masks for '{name}' have shape {masks.shape}, expected "
+                           f"({len(classes)}, H, W) for classes {list(classes)}.")
+    suffix = (suffix or (".tif" if layout is Layout.MULTICHANNEL else ".png")).lower()
+    allowed = (".tif", ".tiff") if layout is Layout.MULTICHANNEL else MASK_SUFFIXES
+    if suffix not in allowed:
+        raise DatasetError(f"cannot write {layout.value} masks as '{suffix}'. "
+                           f"Fix: use one of {allowed}.")
+    masks_dir = Path(out_root) / "masks"
+    if layout is Layout.CLASS_FOLDERS:
+        paths = [masks_dir / _safe_name(c) / f"{name}{suffix}" for c in classes]
+        for p, m in zip(paths, masks):
+            f.write_plane(p, m.astype(np.uint8) * 255)
+        return paths
+    path = masks_dir / f"{name}{suffix}"
+    if layout is Layout.MULTICHANNEL:
+        f.write_tiff(path, masks.astype(np.uint8) * 255)
+        return [path]
+    if (masks.sum(axis=0) > 1).any():
+        warnings.warn("classes overlap; in a label image the later class wins where they do",
+                      UserWarning, stacklevel=2)
+    labels = np.zeros(masks.shape[1:], np.uint8 if len(classes) < 256 else np.uint16)
+    for k, m in enumerate(masks, start=1):
+        labels[m] = k
+    f.write_plane(path, labels)
+    return [path]
+
+
+def write_classes_txt(out_root: Path, classes: Sequence[str]) -> Path:
+    """Write out_root/classes.txt (one class per line) atomically."""
+    path = Path(out_root) / "classes.txt"
+    write_text(path, "".join(f"{c}\n" for c in classes))
+    return path

@@ -1,0 +1,1 @@
+"""The method: U-Net, quality module, weighting, the training loop, checkpoints, inference."""

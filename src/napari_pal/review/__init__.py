@@ -1,0 +1,1 @@
+"""Review state kept outside the GUI: viewer stacks, export, autosave recovery."""

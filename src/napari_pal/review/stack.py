@@ -1,0 +1,227 @@
+"""Qt-free glue between a dataset folder and napari's stacked layers.
+
+Every image of a folder becomes one slice of a ``(N, Hmax, Wmax)`` stack, placed at the
+slice's top-left corner (offset (0, 0)), so nothing is cropped and a pixel (y, x) of a
+slice is the pixel (y, x) of its file. What is needed to map a slice back to its file is
+kept in the layers' ``metadata["napari_pal"]`` (see :func:`stack_meta`).
+
+The image stack is a lazy dask array (one file read per slice shown); mask stacks are
+plain uint8 numpy arrays because napari paints into numpy arrays only: they cost
+``N x Hmax x Wmax`` bytes per class (JSRT at 2048 px: 4 MiB per image and class).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_pal.atomic import atomic_path, write_text
+from napari_pal.data.dataset import Dataset, Layout, open_dataset, write_classes_txt, write_masks
+from napari_pal.errors import DatasetError
+
+META_KEY = "napari_pal"
+
+#: One colour per class (RGB hex), cycled for more classes.
+CLASS_COLOURS = ("#ff4040", "#40a0ff", "#ffd000", "#40e040", "#ff40ff", "#40ffff",
+                 "#ff9020", "#a070ff")
+
+
+def class_colour(k: int) -> str:
+    return CLASS_COLOURS[k % len(CLASS_COLOURS)]
+
+
+def is_dataset_folder(path: str | Path) -> bool:
+    p = Path(path)
+    return p.is_dir() and (p / "images").is_dir() and (p / "masks").is_dir()
+
+
+def stack_meta(ds: Dataset, shapes: Sequence[tuple[int, int]] | None = None) -> dict[str, Any]:
+    """What maps every slice of the stack back to its file (plain, copyable values)."""
+    shapes = [tuple(map(int, ds.image_shape(i))) for i in range(len(ds))] \
+        if shapes is None else [tuple(map(int, s)) for s in shapes]
+    return {
+        "root": str(Path(ds.root).resolve()),
+        "layout": Layout(ds.layout).value,
+        "classes": list(ds.classes),
+        "names": list(ds.names),
+        "shapes": shapes,
+        "offsets": [(0, 0)] * len(shapes),
+        "suffixes": [it.mask_paths[0].suffix.lower() for it in ds.items],
+    }
+
+
+def canvas_shape(meta: Mapping[str, Any]) -> tuple[int, int, int]:
+    shapes = meta["shapes"]
+    if not shapes:
+        return (0, 1, 1)
+    return (len(shapes), max(s[0] for s in shapes), max(s[1] for s in shapes))
+
+
+def region(meta: Mapping[str, Any], i: int) -> tuple[slice, slice]:
+    """The (rows, cols) of slice ``i`` that hold image ``i``."""
+    (h, w), (oy, ox) = meta["shapes"][i], meta["offsets"][i]
+    return slice(oy, oy + h), slice(ox, ox + w)
+
+
+def lazy_image_stack(ds: Dataset, meta: Mapping[str, Any]):
+    """A dask array (N, Hmax, Wmax) float32: each slice is read when napari shows it."""
+    import dask
+    import dask.array as da
+
+    n, hmax, wmax = canvas_shape(meta)
+
+    def load(i: int) -> np.ndarray:
+        out = np.zeros((hmax, wmax), np.float32)
+        img = ds.read_image(i)
+        rows, cols = region(meta, i)
+        out[rows, cols] = img[: rows.stop - rows.start, : cols.stop - cols.start]
+        return out
+
+    slices = [da.from_delayed(dask.delayed(load)(i), shape=(hmax, wmax), dtype=np.float32)
+              for i in range(n)]
+    if not slices:
+        return da.zeros((0, hmax, wmax), dtype=np.float32)
+    return da.stack(slices)
+
+
+def mask_stacks(ds: Dataset, meta: Mapping[str, Any]) -> np.ndarray:
+    """uint8 (C, N, Hmax, Wmax): 1 inside each class's mask."""
+    n, hmax, wmax = canvas_shape(meta)
+    out = np.zeros((len(ds.classes), n, hmax, wmax), np.uint8)
+    for i in range(n):
+        rows, cols = region(meta, i)
+        out[:, i, rows, cols] = ds.read_masks(i)
+    return out
+
+
+def open_folder(path: str | Path, classes: Sequence[str] | None = None) -> tuple[Dataset, dict]:
+    """Open a dataset lazily (file matching only) and describe its stack."""
+    ds = open_dataset(Path(path), classes=classes, check=False)
+    return ds, stack_meta(ds)
+
+
+def dataset_from_meta(meta: Mapping[str, Any]) -> Dataset:
+    """The Dataset a stack came from, restricted to the stack's images in its order."""
+    ds = open_dataset(Path(meta["root"]), classes=meta["classes"], check=False)
+    names = list(meta["names"])
+    if ds.names != names:
+        ds = ds.subset(names)
+        order = {n: k for k, n in enumerate(names)}
+        ds.items.sort(key=lambda it: order[it.name])
+    return ds
+
+
+class LayerMasks(Mapping):
+    """name -> bool (C, H, W) masks read from the label stacks when asked (no copy up front).
+
+    This is how the annotator's current masks reach training and scoring as ``overrides``.
+    """
+
+    def __init__(self, meta: Mapping[str, Any], stacks: Sequence[np.ndarray]):
+        self.meta, self.stacks = meta, list(stacks)
+        self._index = {n: i for i, n in enumerate(meta["names"])}
+
+    def masks(self, i: int) -> np.ndarray:
+        rows, cols = region(self.meta, i)
+        return np.stack([np.asarray(s[i, rows, cols]) > 0 for s in self.stacks])
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.masks(self._index[name])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.meta["names"])
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+
+def backup_masks(root: Path) -> Path:
+    """Copy root/masks (and classes.txt) to root/masks.backup-<time> before overwriting."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    dest = root / f"masks.backup-{stamp}"
+    k = 1
+    while dest.exists():
+        dest = root / f"masks.backup-{stamp}-{k}"
+        k += 1
+    shutil.copytree(root / "masks", dest)
+    if (root / "classes.txt").is_file():
+        shutil.copy2(root / "classes.txt", dest / "classes.txt")
+    return dest
+
+
+def same_folder(a: str | Path, b: str | Path) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
+
+def export_masks(out: str | Path, meta: Mapping[str, Any], masks: LayerMasks, *,
+                 overwrite_originals: bool = False, copy_images: bool = True,
+                 ) -> list[Path]:
+    """Write the masks of every image to ``out`` in the input's layout, at each image's size,
+    with a copy of the images (so ``out`` opens as a dataset) and classes.txt.
+
+    Writing into the input folder itself needs ``overwrite_originals`` and then keeps a
+    backup of its masks first. Returns the written files (plus a backup folder, if made).
+    """
+    out, root = Path(out), Path(meta["root"])
+    written: list[Path] = []
+    if same_folder(out, root):
+        if not overwrite_originals:
+            raise DatasetError(f"'{out}' is the input folder: its original masks are never "
+                               "overwritten unless you ask for it (tick 'overwrite originals'; "
+                               "a backup is kept). Fix: choose another folder.")
+        written.append(backup_masks(root))
+    elif root.resolve() in out.resolve().parents:
+        raise DatasetError(f"'{out}' lies inside the input folder '{root}'; napari-pal never "
+                           "writes into an input folder. Fix: choose a folder outside it.")
+    layout = Layout(meta["layout"])
+    classes = list(meta["classes"])
+    names = meta["names"]
+    ds = dataset_from_meta(meta) if copy_images and not same_folder(out, root) else None
+    for i in range(len(names)):
+        suffix = meta.get("suffixes", [None] * len(names))[i]
+        written += write_masks(out, layout, classes, names[i], masks.masks(i), suffix=suffix)
+        if ds is not None:
+            src = ds.items[i].image_path
+            dest = out / "images" / src.name
+            if not (dest.exists() and dest.stat().st_size == src.stat().st_size
+                    and dest.stat().st_mtime >= src.stat().st_mtime):
+                with atomic_path(dest) as tmp:
+                    shutil.copyfile(src, tmp)
+                shutil.copystat(src, dest)
+            written.append(dest)
+    written.append(write_classes_txt(out, classes))
+    return written
+
+
+def quality_csv(names: Sequence[str], classes: Sequence[str], scores: Mapping[str, Any],
+                status: Mapping[str, str]) -> str:
+    """The export's quality.csv: the engine's score table plus review status, worst first."""
+    from napari_pal.scoring.quality import scores_csv
+
+    scored = [scores[n] for n in names if n in scores]
+    return scores_csv(scored, classes, signals=False, status=status,
+                      unscored=[n for n in names if n not in scores])
+
+
+def write_quality_csv(path: str | Path, *args) -> Path:
+    path = Path(path)
+    write_text(path, quality_csv(*args))
+    return path
+
+
+def default_runs_dir(root: str | Path) -> Path:
+    """A per-dataset folder for training runs in the user's cache (never in the input)."""
+    import hashlib
+
+    from platformdirs import user_cache_dir
+
+    key = hashlib.sha1(str(Path(root).resolve()).encode()).hexdigest()[:12]
+    return Path(user_cache_dir("napari-pal")) / "runs" / f"{Path(root).name}-{key}"

@@ -1,0 +1,1 @@
+"""Scoring: per-mask quality, detection metrics, segmentation metrics."""

@@ -1,0 +1,72 @@
+"""Quality signals: boundary distance sees erosion/dilation in pixels; scores rank."""
+
+import numpy as np
+import pytest
+from skimage.morphology import binary_dilation, binary_erosion, disk
+
+from napari_pal.scoring.quality import (
+    boundary_signals,
+    class_quality,
+    disagreement_map,
+    score_from_grid,
+)
+
+
+def disc(size=128, r=30):
+    yy, xx = np.mgrid[:size, :size]
+    return (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < r**2
+
+
+@pytest.mark.parametrize("op,r,sign", [(binary_dilation, 6, 1), (binary_erosion, 6, -1),
+                                       (binary_dilation, 3, 1)])
+def test_offset_and_distance_measure_the_corruption_in_pixels(op, r, sign):
+    pred = disc()
+    mask = op(pred, disk(r))
+    dice, dist, offset = boundary_signals(mask, pred)
+    assert abs(dist - r) < 1.0
+    assert abs(offset - sign * r) < 1.0
+    assert dice < 1.0
+
+
+def test_identical_and_empty_masks():
+    pred = disc()
+    assert boundary_signals(pred, pred) == (1.0, 0.0, 0.0)
+    empty = np.zeros_like(pred)
+    assert boundary_signals(empty, empty)[:2] == (1.0, 0.0)
+    d, b, _ = boundary_signals(empty, pred)
+    assert d == 0.0 and b == np.inf
+    assert class_quality(np.inf) == 0.0
+
+
+def test_quality_falls_with_distance_and_ranks_images():
+    assert class_quality(0.0) == 1.0
+    assert class_quality(1.0) == pytest.approx(0.5)
+    assert class_quality(0.3) > class_quality(2.0)
+    pred = np.stack([disc(), disc(r=15)])
+    probs = pred.astype(np.float32) * 0.9 + 0.05
+    good = score_from_grid("good", ["a", "b"], pred, probs, image_scale=2.0, qam_t=1.0)
+    bad_mask = np.stack([binary_dilation(pred[0], disk(5)), pred[1]])
+    bad = score_from_grid("bad", ["a", "b"], bad_mask, probs, image_scale=2.0, qam_t=-1.0)
+    assert good.quality > bad.quality
+    assert bad.per_class["a"] < bad.per_class["b"] == pytest.approx(1.0)
+    assert bad.signals["dist_a"] == pytest.approx(10.0, abs=2.0), "in stored-image pixels"
+    assert -2.0 < bad.signals["qam"] < good.signals["qam"] < 2.0
+
+
+def test_disagreement_is_confidence_weighted():
+    masks = np.zeros((2, 4, 4), bool)
+    masks[0, 0, 0] = True
+    probs = np.zeros((2, 4, 4), np.float32)
+    probs[1, 3, 3] = 0.5
+    m = disagreement_map(masks, probs)
+    assert m[0, 0] == 1.0 and m[3, 3] == 0.5 and m[1, 1] == 0.0
+
+
+def test_shift_is_seen_by_distance_not_by_offset_and_stray_blobs_are_ignored():
+    pred = disc()
+    shifted = np.roll(pred, 5, axis=1)
+    _, dist, offset = boundary_signals(shifted, pred)
+    assert dist > 2.5 and abs(offset) < 1.0
+    stray = pred.copy()
+    stray[2:8, 2:8] = True  # the prediction has a blob far from the mask
+    assert boundary_signals(pred, stray)[1] == 0.0
