@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 STRATEGIES = ("baseline", "qam", "qam_ocm")
@@ -11,6 +11,23 @@ QAM_INPUTS = ("image+masks", "image+masks+prediction")
 # (default), or the segmenter's whole loss as in the paper, whose Dice part rewards
 # over-drawn masks (see weighting.py and the README's method section)
 QAM_LOSSES = ("bce", "bce+dice")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def _setting(default: Any, help: str, *, choices: tuple[str, ...] | None = None) -> Any:
+    """A training setting: its default, the help the CLI and the widget show, its choices."""
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One training setting as the user interfaces present it."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None
 
 
 @dataclass
@@ -21,23 +38,30 @@ class TrainConfig:
     The paper's protocol is ``lr=1e-4, batch_size=32`` for many more iterations.
     """
 
-    strategy: str = "qam_ocm"
-    epochs: int = 60
-    size: int = 256
-    batch_size: int = 16
-    lr: float = 1e-3
-    lam: float = 1.0
-    seed: int = 0
-    width: int = 16
-    depth: int = 4
-    qam_width: int = 16
-    qam_input: str = "image+masks+prediction"
-    qam_loss: str = "bce"
-    warmup_epochs: int = -1  # -1: a fifth of the epochs
-    augment: bool = True
-    precision: str = "auto"  # auto | fp32 | bf16
-    device: str = "auto"  # auto | cpu | cuda | mps
-    threads: int = 0  # 0: all cores
+    strategy: str = _setting("qam_ocm", "baseline: plain U-Net; qam: quality-weighted losses; "
+                             "qam_ocm: weights bounded by λ·tanh (the paper's full method)",
+                             choices=STRATEGIES)
+    epochs: int = _setting(60, "passes over the training images")
+    size: int = _setting(256, "square training size in px (images are letterboxed to it)")
+    batch_size: int = _setting(16, "images per mini-batch (the softmax weights are per batch)")
+    lr: float = _setting(1e-3, "Adam learning rate (cosine schedule)")
+    lam: float = _setting(1.0, "OCM bound λ in λ·tanh(t): two weights differ at most by e^(2λ)")
+    seed: int = _setting(0, "random seed (initialisation, batches, augmentation)")
+    width: int = _setting(16, "U-Net base width (channels of the first level)")
+    depth: int = _setting(4, "U-Net levels (size must be a multiple of 2**depth)")
+    qam_width: int = _setting(16, "quality module base width")
+    qam_input: str = _setting("image+masks+prediction", "what the quality module sees",
+                              choices=QAM_INPUTS)
+    qam_loss: str = _setting("bce", "per-sample loss the quality module learns to rank",
+                             choices=QAM_LOSSES)
+    warmup_epochs: int = _setting(-1, "epochs of equal weights before re-weighting "
+                                  "(-1: a fifth of the epochs)")
+    augment: bool = _setting(True, "small random rotations, scalings, shifts and contrast "
+                             "changes (no flips)")
+    precision: str = _setting("auto", "auto: bfloat16 where the CPU or GPU runs it natively",
+                              choices=PRECISIONS)
+    device: str = _setting("auto", "auto, cpu, cuda, cuda:1 or mps")
+    threads: int = _setting(0, "CPU threads (0: all cores)")
 
     def __post_init__(self) -> None:
         from napari_pal.errors import PalError
@@ -66,6 +90,15 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def settings(cls) -> list[Setting]:
+        """Every setting with its default, help and choices: the CLI's options and the
+        widget's training form are both built from this list."""
+        return [Setting(f.name, f.type if isinstance(f.type, type) else
+                        {"str": str, "int": int, "float": float, "bool": bool}[f.type],
+                        f.default, f.metadata["help"], f.metadata["choices"])
+                for f in fields(cls)]
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
