@@ -10,9 +10,12 @@ between one process and two. A per-rank softmax misses by 0.1-1.2 in the weights
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
+import signal
+import sys
 import time
 from pathlib import Path
 
@@ -20,11 +23,14 @@ import numpy as np
 import pytest
 import torch
 
+from napari_pal.__main__ import _interrupt, rank_main
 from napari_pal.data.geometry import Frame
+from napari_pal.data.synthetic import make_sample_dataset
 from napari_pal.data.trainset import TrainingSet
 from napari_pal.method import distributed
 from napari_pal.method.checkpoint import load_checkpoint
 from napari_pal.method.config import TrainConfig
+from napari_pal.method.inference import TrainedModel
 from napari_pal.method.training import Trainer
 from napari_pal.method.weighting import sample_weights
 
@@ -118,14 +124,31 @@ def _die_at_step_two(group, run_dir: Path, report: Path) -> None:
         raise SystemExit(1) from None
 
 
+def _cli_train(root: Path, rank: int) -> None:
+    """``torchrun -m napari_pal train ...`` as each rank runs it (torchrun's variables are
+    set by ``distributed.launch``)."""
+    from napari_pal.__main__ import rank_main
+
+    real, sys.stderr = sys.stderr, io.StringIO()
+    try:
+        code = rank_main(["train", str(root / "data"), "--out", str(root / "cli"), "--size",
+                          "32", "--width", "4", "--batch-size", "4", "--epochs", "1",
+                          "--threads", "1", "--precision", "fp32"])
+        text = sys.stderr.getvalue()
+    finally:
+        sys.stderr = real
+    (root / f"cli-rank{rank}.json").write_text(json.dumps({"code": code, "stderr": text}))
+
+
 def _scenarios(group, root: str) -> None:
-    """One launch (each costs seconds of start-up) runs the three 2-rank scenarios."""
+    """One launch (each costs seconds of start-up) runs all the 2-rank scenarios."""
     torch.set_num_threads(1)
     root = Path(root)
     _train_rank(group, root / "ddp", root / f"ddp-rank{group.rank}.json")
     group.__class__ = PerRankSoftmax
     _train_rank(group, root / "per_rank", root / f"per_rank-rank{group.rank}.json")
     group.__class__ = distributed.RankGroup
+    _cli_train(root, group.rank)
     _die_at_step_two(group, root / "die", root / "die-rank0.json")
 
 
@@ -143,6 +166,7 @@ def max_diff(a: dict, b: dict) -> float:
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory):
     root = tmp_path_factory.mktemp("ranks")
+    make_sample_dataset(root / "data", n=8, size=64)
     codes = distributed.launch(_scenarios, 2, str(root), timeout_s=20, deadline_s=150,
                                check=False)
     return root, codes
@@ -202,6 +226,32 @@ def test_a_rank_that_dies_makes_the_other_exit_with_a_clear_message(two_ranks):
     report = json.loads((root / "die-rank0.json").read_text())
     assert report["lost"] and report["after_s"] < 25  # the peer's death, or the 20 s timeout
     assert "lost contact" in report["message"] and "--resume" in report["message"]
+
+
+def test_torchrun_train_command_on_two_ranks(two_ranks):
+    root, _ = two_ranks
+    rank0, rank1 = reports(root, "cli")
+    assert rank0["code"] == rank1["code"] == 0
+    assert "saved" in rank0["stderr"] and rank1["stderr"] == ""  # rank 0 speaks for all
+    assert TrainedModel.load(root / "cli").classes == ["lungs", "heart", "clavicles"]
+
+
+def test_only_train_runs_on_ranks(capsys):
+    assert rank_main(["score", "RUN", "DATA", "--out", "x.csv"]) == 2
+    assert "without torchrun" in capsys.readouterr().err
+
+
+def test_sigterm_stops_like_ctrl_c():
+    seen = []
+    old_int = signal.signal(signal.SIGINT, lambda signum, frame: seen.append(signum))
+    old_term = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+    assert seen == [signal.SIGTERM]
 
 
 def test_shares_cover_the_global_batch_once():

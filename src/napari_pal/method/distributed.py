@@ -209,8 +209,8 @@ def lost_message(exc: BaseException, group: RankGroup) -> str:
     """What a surviving rank says when another rank died or stalled."""
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     first = first.split(". This is typically")[0][:300]
-    return (f"rank {group.rank} of {group.size} lost contact with the other ranks (one died "
-            f"or stalled for more than {group.timeout_s:.0f} s; its own message says why): "
+    return (f"rank {group.rank} of {group.size} lost contact with the other ranks (one died, "
+            f"or stalled past the {group.timeout_s:.0f} s timeout; its own message says why): "
             f"{first}. The last checkpoint in the --out folder was kept: run the same command "
             f"with --resume to continue, on any number of ranks")
 
