@@ -90,10 +90,13 @@ class RankGroup:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         if not dist.is_initialized():
+            # binding NCCL to this rank's GPU up front (torch >= 2.3) avoids a guess later
+            bind = (device.type == "cuda" and
+                    "device_id" in inspect.signature(dist.init_process_group).parameters)
             dist.init_process_group(
                 backend="nccl" if device.type == "cuda" else "gloo",
                 timeout=datetime.timedelta(seconds=self.timeout_s),
-                **({"device_id": device} if device.type == "cuda" else {}))
+                **({"device_id": device} if bind else {}))
         self.device = device
         return device
 
