@@ -20,19 +20,21 @@ from napari_pal.method.collectives import all_reduce_with_grad
 class GlobalBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm2d whose training statistics are those of the whole global batch.
 
-    Sums and sums of squares are taken in float64 (as CPU batch norm accumulates) and
-    summed over the ranks in one all-reduce per layer; its backward sums the gradients,
-    so every rank's share of the loss reaches every rank's activations.
+    Per-channel sums and sums of squares are summed over the ranks in one all-reduce per
+    layer (combined in float64); its backward sums the gradients, so every rank's share of
+    the loss reaches every rank's activations.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or not dist.is_initialized() or dist.get_world_size() < 2:
             return super().forward(x)
         c = x.shape[1]
+        xf = x.float()
         count = torch.full((1,), x.numel() // c, dtype=torch.float64, device=x.device)
-        local = torch.cat([x.sum(dim=(0, 2, 3), dtype=torch.float64),
-                           (x.float() * x.float()).sum(dim=(0, 2, 3), dtype=torch.float64),
-                           count])
+        # float32 sums (cascade-summed by torch, 3x faster than float64 ones on CPU),
+        # combined in float64
+        local = torch.cat([xf.sum(dim=(0, 2, 3)).double(),
+                           (xf * xf).sum(dim=(0, 2, 3)).double(), count])
         total = all_reduce_with_grad(local)
         n = total[-1]
         mean = total[:c] / n
@@ -43,8 +45,7 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
             shift = self.bias - mean * scale
         else:
             shift = -mean * scale
-        y = torch.addcmul(shift.float().view(1, c, 1, 1), x.float(),
-                          scale.float().view(1, c, 1, 1))
+        y = torch.addcmul(shift.float().view(1, c, 1, 1), xf, scale.float().view(1, c, 1, 1))
         if self.track_running_stats:
             with torch.no_grad():
                 m = self.momentum if self.momentum is not None else 0.1
