@@ -113,7 +113,7 @@ class RankGroup:
         ids = [self.device.index] if self.device.type == "cuda" else None
         ddp = nn.parallel.DistributedDataParallel
         # buffers need no broadcast before each forward: global batch norm gives every rank
-        # the same running statistics (torch >= 2.12 renamed the switch)
+        # the same running statistics (newer torch renamed the switch)
         sync = ("forward_sync_buffers" if "forward_sync_buffers" in
                 inspect.signature(ddp).parameters else "broadcast_buffers")
         return ddp(module, device_ids=ids, **{sync: False})
