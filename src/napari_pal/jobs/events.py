@@ -23,24 +23,22 @@ class JobStatus:
 
 
 @dataclass(frozen=True)
-class TrainingProgress:
+class TrainingEvent:
+    """A record of the trainer (its :class:`Progress`); the subclass says which kind."""
+
+    progress: Progress
+
+
+class TrainingProgress(TrainingEvent):
     """One training step done (``progress.state == "running"``)."""
 
-    progress: Progress
 
-
-@dataclass(frozen=True)
-class TrainingStopped:
+class TrainingStopped(TrainingEvent):
     """Training stopped on request; its checkpoint is saved."""
 
-    progress: Progress
 
-
-@dataclass(frozen=True)
-class TrainingFinished:
+class TrainingFinished(TrainingEvent):
     """Training ran every epoch; scoring follows in the same job."""
-
-    progress: Progress
 
 
 @dataclass(frozen=True)
