@@ -48,15 +48,18 @@ sysdeps:
 	  exit 1; \
 	fi
 
+# The whole suite on PyQt5 (the binding we ship), then the GUI tests again on PyQt6.
+# QT_API picks napari's binding (through qtpy), PYTEST_QT_API pytest-qt's: always the same.
+QT_BINDINGS := pyqt5 pyqt6
+GUI_TESTS   := tests/napari
 test: venv sysdeps
 	$(VENV)/bin/ruff check src tests
-	@if [ -z "$${DISPLAY:-}" ]; then \
-	  echo "xvfb-run -a $(PY) -m pytest -q $(PYTEST_ARGS)"; \
-	  xvfb-run -a -s "-screen 0 1280x1024x24" $(PY) -m pytest -q $(PYTEST_ARGS); \
-	else \
-	  echo "$(PY) -m pytest -q $(PYTEST_ARGS)"; \
-	  $(PY) -m pytest -q $(PYTEST_ARGS); \
-	fi
+	@x=""; if [ -z "$${DISPLAY:-}" ]; then x='xvfb-run -a -s "-screen 0 1280x1024x24"'; fi; \
+	for api in $(QT_BINDINGS); do \
+	  if [ "$$api" = pyqt5 ]; then what=""; else what="$(GUI_TESTS)"; fi; \
+	  cmd="QT_API=$$api PYTEST_QT_API=$$api $$x $(PY) -m pytest -q $(PYTEST_ARGS) $$what"; \
+	  echo "$$cmd"; eval "$$cmd" || exit $$?; \
+	done
 
 lint: venv
 	$(VENV)/bin/ruff check src tests resources
