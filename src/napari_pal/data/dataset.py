@@ -2,6 +2,10 @@
 
 ``open_dataset`` finds every problem in one pass and raises one DatasetError that names
 each offending file with its fix. Nothing is ever written into the input folder.
+
+An image with no mask at all is *unannotated*: an error by default (a forgotten mask must
+not pass unnoticed), an Item with ``annotated == False`` when ``unannotated=True`` (predict
+it, offer its prediction as a draft mask, never score or train on it).
 """
 
 from __future__ import annotations
@@ -35,7 +39,12 @@ class Layout(str, enum.Enum):
 class Item:
     name: str
     image_path: Path
-    mask_paths: tuple[Path, ...]  # one per class for CLASS_FOLDERS, else one file
+    mask_paths: tuple[Path, ...]  # one per class for CLASS_FOLDERS, else one file; () = none
+
+    @property
+    def annotated(self) -> bool:
+        """The image has its masks (an unannotated image is predicted, never scored)."""
+        return bool(self.mask_paths)
 
 
 @dataclass
@@ -48,6 +57,19 @@ class Dataset:
     @property
     def names(self) -> list[str]:
         return [it.name for it in self.items]
+
+    @property
+    def annotated_names(self) -> list[str]:
+        return [it.name for it in self.items if it.annotated]
+
+    @property
+    def unannotated_names(self) -> list[str]:
+        """Images without masks: their predictions are drafts (status "draft")."""
+        return [it.name for it in self.items if not it.annotated]
+
+    def annotated(self) -> Dataset:
+        """The images that have masks (what training and scoring use)."""
+        return replace(self, items=[it for it in self.items if it.annotated])
 
     def __len__(self) -> int:
         return len(self.items)
@@ -71,6 +93,9 @@ class Dataset:
     def read_stored_masks(self, i: int) -> np.ndarray:
         """bool (C, h, w) at the size the masks are stored."""
         it = self.items[i]
+        if not it.annotated:
+            raise DatasetError(f"image '{it.image_path}' has no mask in '{self.root / 'masks'}' "
+                               "(unannotated: predict it, do not score it). Fix: add its masks.")
         if self.layout is Layout.CLASS_FOLDERS:
             return f.read_class_masks(it.name, it.mask_paths)
         if self.layout is Layout.LABEL_IMAGE:
@@ -169,13 +194,26 @@ def _files(folder: Path, suffixes: Sequence[str], problems: list[str]) -> dict[s
     return out
 
 
+def _mask_files(folder: Path, problems: list[str]) -> dict[str, Path]:
+    """stem -> mask file; a mask in a format the product does not read (a JPEG, a BMP ...)
+    is an error naming it, never silently skipped (which would then read as "no mask")."""
+    for p in sorted(folder.iterdir()):
+        suffix = p.suffix.lower()
+        if (p.is_file() and not p.name.startswith(".") and suffix not in MASK_SUFFIXES
+                and suffix in f.refused_mask_suffixes()):
+            lossy = " (lossy: its edges are not 0/255)" if suffix in f.LOSSY_SUFFIXES else ""
+            problems.append(f"mask '{p}' is a {suffix} file{lossy}; masks must be "
+                            f"{', '.join(MASK_SUFFIXES)}. Fix: save it as PNG.")
+    return _files(folder, MASK_SUFFIXES, problems)
+
+
 def _unmatched(what: str, names: Iterable[str], fix: str) -> str:
     names = sorted(names)
     return f"{len(names)} {what}: {', '.join(names)}. Fix: {fix}"
 
 
-def _find(root: Path, classes: Sequence[str] | None,
-          problems: list[str]) -> tuple[Layout, list[str], list[Item]] | None:
+def _find(root: Path, classes: Sequence[str] | None, problems: list[str],
+          unannotated: bool = False) -> tuple[Layout, list[str], list[Item]] | None:
     """Match images to masks; returns None when the layout cannot be determined."""
     images_dir, masks_dir = root / "images", root / "masks"
     if not images_dir.is_dir():
@@ -186,17 +224,16 @@ def _find(root: Path, classes: Sequence[str] | None,
     if not images:
         problems.append(f"'{images_dir}' holds no image files ({', '.join(IMAGE_SUFFIXES)}). "
                         "Fix: add the radiographs there.")
+    txt = _classes_txt(root, problems)
+    if unannotated and not (masks_dir.is_dir() and any(
+            not p.name.startswith(".") for p in masks_dir.iterdir())):
+        return _images_only(root, images, txt, classes, problems)
     if not masks_dir.is_dir():
         problems.append(f"no 'masks' folder in '{root}'. Fix: put the masks in '{masks_dir}' "
                         "(masks/<class>/<name>.png, or masks/<name>.png as a label image).")
         return None
-    txt = _classes_txt(root, problems)
     dirs = [p for p in sorted(masks_dir.iterdir()) if p.is_dir() and not p.name.startswith(".")]
-    loose = _files(masks_dir, MASK_SUFFIXES + (".jpg", ".jpeg"), problems)
-    for stem, p in list(loose.items()):
-        if p.suffix.lower() in (".jpg", ".jpeg"):
-            problems.append(f"mask '{p}' is a JPEG (lossy, not binary). Fix: save it as PNG.")
-            del loose[stem]
+    loose = _mask_files(masks_dir, problems)
     if dirs and loose:
         problems.append(f"'{masks_dir}' mixes class folders ({', '.join(d.name for d in dirs)}) "
                         f"and loose mask files ({', '.join(p.name for p in loose.values())}). "
@@ -207,11 +244,22 @@ def _find(root: Path, classes: Sequence[str] | None,
                         "(one folder per class) or masks/<name>.png label images.")
         return None
     if dirs:
-        return _find_class_folders(root, images, dirs, txt, classes, problems)
-    return _find_loose(root, images, loose, txt, classes, problems)
+        return _find_class_folders(root, images, dirs, txt, classes, problems, unannotated)
+    return _find_loose(root, images, loose, txt, classes, problems, unannotated)
 
 
-def _find_class_folders(root, images, dirs, txt, classes, problems):
+def _images_only(root, images, txt, classes, problems):
+    """No masks at all: every image is unannotated; the classes come from the caller (the
+    model) or classes.txt."""
+    order = list(classes) if classes is not None else txt
+    if order is None:
+        problems.append(f"'{root}' has no masks and no classes.txt, so its classes are "
+                        "unknown. Fix: add classes.txt (one class a line) or the masks.")
+        return None
+    return Layout.CLASS_FOLDERS, order, [Item(n, p, ()) for n, p in images.items()]
+
+
+def _find_class_folders(root, images, dirs, txt, classes, problems, unannotated=False):
     found = [d.name for d in dirs]
     if classes is not None:
         order = list(classes)
@@ -231,9 +279,12 @@ def _find_class_folders(root, images, dirs, txt, classes, problems):
         if c not in found:
             problems.append(f"class '{c}' has no folder '{root / 'masks' / c}'. "
                             "Fix: add the folder with one mask per image.")
-    per_class = {c: _files(root / "masks" / c, MASK_SUFFIXES, problems)
-                 for c in order if c in found}
+    per_class = {c: _mask_files(root / "masks" / c, problems) for c in order if c in found}
     items, names = [], set(images)
+    if unannotated:  # an image with no mask in any class folder is a draft, not an error
+        drafts = {n for n in names if not any(n in m for m in per_class.values())}
+        names -= drafts
+        items += [Item(n, images[n], ()) for n in sorted(drafts)]
     for c, masks in per_class.items():
         if names - set(masks):
             problems.append(_unmatched(f"images have no mask in '{root / 'masks' / c}'",
@@ -244,10 +295,11 @@ def _find_class_folders(root, images, dirs, txt, classes, problems):
     for n, p in images.items():
         if all(n in m for m in per_class.values()) and len(per_class) == len(order):
             items.append(Item(n, p, tuple(per_class[c][n] for c in order)))
+    items.sort(key=lambda it: list(images).index(it.name))
     return Layout.CLASS_FOLDERS, order, items
 
 
-def _find_loose(root, images, loose, txt, classes, problems):
+def _find_loose(root, images, loose, txt, classes, problems, unannotated=False):
     masks_dir = root / "masks"
     ndims: dict[str, int] = {}
     for n, p in loose.items():
@@ -265,19 +317,20 @@ def _find_loose(root, images, loose, txt, classes, problems):
         return None
     layout = Layout.MULTICHANNEL if 3 in ndims.values() else Layout.LABEL_IMAGE
     names = set(images)
-    if names - set(loose):
+    if names - set(loose) and not unannotated:
         problems.append(_unmatched(f"images have no mask in '{masks_dir}'", names - set(loose),
                                    "add the masks or remove the images"))
     if set(loose) - names:
         problems.append(_unmatched(f"masks in '{masks_dir}' have no image", set(loose) - names,
                                    "add the images or remove the masks"))
-    items = [Item(n, p, (loose[n],)) for n, p in images.items() if n in loose]
+    items = [Item(n, p, (loose[n],) if n in loose else ()) for n, p in images.items()
+             if n in loose or unannotated]
     if txt is not None and classes is not None and list(classes) != txt:
         problems.append(f"'{root / 'classes.txt'}' lists {txt}, expected classes "
                         f"{list(classes)}. Fix: open a folder with the expected classes.")
     order = txt if txt is not None else (list(classes) if classes is not None else None)
     if order is None:
-        order = _count_classes(layout, items, problems)
+        order = _count_classes(layout, [it for it in items if it.annotated], problems)
         if not order and items:
             problems.append(f"every mask in '{masks_dir}' is all background (0), so there are "
                             "no classes. Fix: check the export (label k = class k).")
@@ -319,6 +372,8 @@ def _check(ds: Dataset, problems: list[str]) -> None:
         except DatasetError as err:
             problems.append(str(err))
             hw = None
+        if not ds.items[i].annotated:
+            continue
         try:
             masks = ds.read_stored_masks(i)
         except DatasetError as err:
@@ -334,7 +389,7 @@ def _check(ds: Dataset, problems: list[str]) -> None:
             except DatasetError as err:
                 problems.append(str(err))
     for c, ok in zip(ds.classes, seen):
-        if ds.items and not ok:
+        if ds.annotated_names and not ok:
             problems.append(f"class '{c}' is empty in every mask: remove the folder or check "
                             "the export (or its line in classes.txt).")
     for mask_hw, image_hw in sorted(sizes):
@@ -349,8 +404,13 @@ def _raise(root: Path, problems: list[str]) -> None:
 
 
 def open_dataset(root: str | Path, *, split: str | None = None,
-                 classes: Sequence[str] | None = None, check: bool = True) -> Dataset:
-    """Open DATA/images + DATA/masks; ``check`` reads every file once to validate it."""
+                 classes: Sequence[str] | None = None, check: bool = True,
+                 unannotated: bool = False) -> Dataset:
+    """Open DATA/images + DATA/masks; ``check`` reads every file once to validate it.
+
+    ``unannotated``: images without any mask (or a folder without masks/) are kept as
+    Items with ``annotated == False`` instead of being an error.
+    """
     root = Path(root)
     if not root.exists():
         raise DatasetError(f"dataset folder '{root}' does not exist. Fix: give the folder that "
@@ -359,7 +419,7 @@ def open_dataset(root: str | Path, *, split: str | None = None,
         raise DatasetError(f"'{root}' is not a folder. Fix: give the folder that holds "
                            "images/ and masks/.")
     problems: list[str] = []
-    found = _find(root, classes, problems)
+    found = _find(root, classes, problems, unannotated)
     if found is None:
         _raise(root, problems)
     layout, order, items = found
@@ -376,7 +436,8 @@ def open_dataset(root: str | Path, *, split: str | None = None,
         missing = [n for n in wanted if n not in have]
         if missing:
             problems.append(_unmatched(f"names in part '{part}' of '{file}' have no image "
-                                       f"with masks in '{root}'", missing,
+                                       f"{'' if unannotated else 'with masks '}in '{root}'",
+                                       missing,
                                        "fix the split file or add the images"))
         ds = ds.subset(n for n in wanted if n in have)
     if check:
