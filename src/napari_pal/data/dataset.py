@@ -194,9 +194,11 @@ def _files(folder: Path, suffixes: Sequence[str], problems: list[str]) -> dict[s
     return out
 
 
-def _mask_files(folder: Path, problems: list[str]) -> dict[str, Path]:
+def _mask_files(folder: Path, problems: list[str]) -> dict[str, Path | None]:
     """stem -> mask file; a mask in a format the product does not read (a JPEG, a BMP ...)
-    is an error naming it, never silently skipped (which would then read as "no mask")."""
+    is an error naming it (its stem maps to None), never silently skipped (which would
+    then read as "no mask")."""
+    refused: dict[str, Path | None] = {}
     for p in sorted(folder.iterdir()):
         suffix = p.suffix.lower()
         if (p.is_file() and not p.name.startswith(".") and suffix not in MASK_SUFFIXES
@@ -204,7 +206,8 @@ def _mask_files(folder: Path, problems: list[str]) -> dict[str, Path]:
             lossy = " (lossy: its edges are not 0/255)" if suffix in f.LOSSY_SUFFIXES else ""
             problems.append(f"mask '{p}' is a {suffix} file{lossy}; masks must be "
                             f"{', '.join(MASK_SUFFIXES)}. Fix: save it as PNG.")
-    return _files(folder, MASK_SUFFIXES, problems)
+            refused[p.stem] = None
+    return refused | _files(folder, MASK_SUFFIXES, problems)
 
 
 def _unmatched(what: str, names: Iterable[str], fix: str) -> str:
@@ -239,13 +242,15 @@ def _find(root: Path, classes: Sequence[str] | None, problems: list[str],
                         f"and loose mask files ({', '.join(p.name for p in loose.values())}). "
                         "Fix: use one layout - masks/<class>/<name>.png or masks/<name>.png.")
         return None
-    if not dirs and not loose:
+    refused = {n for n, p in loose.items() if p is None}
+    loose = {n: p for n, p in loose.items() if p is not None}
+    if not dirs and not loose and not refused:
         problems.append(f"'{masks_dir}' holds no masks. Fix: add masks/<class>/<name>.png "
                         "(one folder per class) or masks/<name>.png label images.")
         return None
     if dirs:
         return _find_class_folders(root, images, dirs, txt, classes, problems, unannotated)
-    return _find_loose(root, images, loose, txt, classes, problems, unannotated)
+    return _find_loose(root, images, loose, txt, classes, problems, unannotated, refused)
 
 
 def _images_only(root, images, txt, classes, problems):
@@ -293,13 +298,14 @@ def _find_class_folders(root, images, dirs, txt, classes, problems, unannotated=
             problems.append(_unmatched(f"masks in '{root / 'masks' / c}' have no image",
                                        set(masks) - names, "add the images or remove the masks"))
     for n, p in images.items():
-        if all(n in m for m in per_class.values()) and len(per_class) == len(order):
+        if (all(m.get(n) is not None for m in per_class.values())
+                and len(per_class) == len(order)):
             items.append(Item(n, p, tuple(per_class[c][n] for c in order)))
     items.sort(key=lambda it: list(images).index(it.name))
     return Layout.CLASS_FOLDERS, order, items
 
 
-def _find_loose(root, images, loose, txt, classes, problems, unannotated=False):
+def _find_loose(root, images, loose, txt, classes, problems, unannotated=False, refused=()):
     masks_dir = root / "masks"
     ndims: dict[str, int] = {}
     for n, p in loose.items():
@@ -316,7 +322,7 @@ def _find_loose(root, images, loose, txt, classes, problems, unannotated=False):
                         "multichannel TIFFs. Fix: use one layout for every mask.")
         return None
     layout = Layout.MULTICHANNEL if 3 in ndims.values() else Layout.LABEL_IMAGE
-    names = set(images)
+    names = set(images) - set(refused)  # a refused mask is reported already
     if names - set(loose) and not unannotated:
         problems.append(_unmatched(f"images have no mask in '{masks_dir}'", names - set(loose),
                                    "add the masks or remove the images"))
@@ -324,7 +330,7 @@ def _find_loose(root, images, loose, txt, classes, problems, unannotated=False):
         problems.append(_unmatched(f"masks in '{masks_dir}' have no image", set(loose) - names,
                                    "add the images or remove the masks"))
     items = [Item(n, p, (loose[n],) if n in loose else ()) for n, p in images.items()
-             if n in loose or unannotated]
+             if n in loose or (unannotated and n in names)]
     if txt is not None and classes is not None and list(classes) != txt:
         problems.append(f"'{root / 'classes.txt'}' lists {txt}, expected classes "
                         f"{list(classes)}. Fix: open a folder with the expected classes.")
