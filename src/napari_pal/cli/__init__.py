@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
 
 from napari_pal.errors import PalError
@@ -86,8 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         from napari_pal.cli.console import plain_warnings
 
-        plain_warnings()
-        return args.func(args)
+        with warnings.catch_warnings():  # the plain format is the CLI's, not the caller's
+            plain_warnings()
+            return args.func(args)
     except PalError as exc:
         print(f"napari-pal: error: {exc}", file=sys.stderr)
         return 2
