@@ -93,6 +93,9 @@ def run(a: argparse.Namespace) -> int:
         shown = ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else "")
         say(f"skipping {plural(len(skipped), 'image')} without masks ({shown}): training uses "
             f"the {plural(len(ds), 'annotated image')}; 'predict' drafts their masks")
+    if len(ds) < 2:
+        raise PalError(f"{a.data}: {plural(len(ds), 'image')} with masks; training needs at "
+                       "least two annotated images (masks/ as in the README)")
     truth_file = Path(a.truth) if a.truth else Path(a.data) / "corruption.csv"
     truth = read_corruption_csv(truth_file) if truth_file.is_file() else None
     with tqdm(total=len(ds), desc="reading", unit="img", leave=False) as bar:

@@ -10,8 +10,6 @@ it, offer its prediction as a draft mask, never score or train on it).
 
 from __future__ import annotations
 
-import csv
-import enum
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -19,20 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_pal.atomic import write_text
 from napari_pal.data import imagefiles as f
 from napari_pal.data.imagefiles import IMAGE_SUFFIXES, MASK_SUFFIXES, MaskResampledWarning
+from napari_pal.data.layout import Layout
+from napari_pal.data.split import parse_split_spec, read_split
+from napari_pal.data.writing import write_classes_txt, write_masks
 from napari_pal.errors import DatasetError
 
 __all__ = ["IMAGE_SUFFIXES", "MASK_SUFFIXES", "Dataset", "Item", "Layout",
            "MaskResampledWarning", "open_dataset", "parse_split_spec", "read_split",
            "write_classes_txt", "write_masks"]
-
-
-class Layout(str, enum.Enum):
-    CLASS_FOLDERS = "class_folders"
-    LABEL_IMAGE = "label_image"
-    MULTICHANNEL = "multichannel_tiff"
 
 
 @dataclass(frozen=True)
@@ -129,37 +123,6 @@ class Dataset:
                                "Fix: check the names (file stems, without suffix).")
         keep = set(wanted)
         return replace(self, items=[it for it in self.items if it.name in keep])
-
-
-def read_split(path: Path) -> dict[str, str]:
-    """name -> split part, from a CSV with ``name`` and ``split`` columns."""
-    path = Path(path)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.DictReader(fh))
-            fields = rows[0].keys() if rows else []
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise DatasetError(f"cannot read split file '{path}' ({err}). "
-                           "Fix: give a CSV file with columns name,split.") from err
-    if "name" not in fields or "split" not in fields:
-        raise DatasetError(f"split file '{path}' needs columns 'name' and 'split' (has "
-                           f"{list(fields)}). Fix: add a header line 'name,split'.")
-    out: dict[str, str] = {}
-    for row in rows:
-        name, part = (row["name"] or "").strip(), (row["split"] or "").strip()
-        if name and out.setdefault(name, part) != part:
-            raise DatasetError(f"split file '{path}' puts '{name}' in two parts. "
-                               "Fix: list each name once.")
-    return out
-
-
-def parse_split_spec(spec: str) -> tuple[Path, str]:
-    """'DATA/split.csv:train' -> (Path('DATA/split.csv'), 'train')."""
-    file, sep, part = str(spec).rpartition(":")
-    if not sep or not file or not part.strip():
-        raise DatasetError(f"split '{spec}' is not FILE:PART. "
-                           "Fix: write e.g. DATA/split.csv:train.")
-    return Path(file), part.strip()
 
 
 def _classes_txt(root: Path, problems: list[str]) -> list[str] | None:
@@ -450,51 +413,3 @@ def open_dataset(root: str | Path, *, split: str | None = None,
         _check(ds, problems)
     _raise(root, problems)
     return ds
-
-
-def _safe_name(name: str) -> str:
-    bad = (not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name
-           or Path(name).is_absolute() or name.startswith("."))
-    if bad:
-        raise DatasetError(f"mask name '{name}' is not a plain file name. Fix: use the image's "
-                           "name without folders, '..' or a leading dot.")
-    return name
-
-
-def write_masks(out_root: Path, layout: Layout, classes: Sequence[str], name: str,
-                masks: np.ndarray, *, suffix: str | None = None) -> list[Path]:
-    """Write bool (C, H, W) masks for ``name`` under out_root/masks/ in ``layout``, atomically."""
-    name, layout, masks = _safe_name(name), Layout(layout), np.asarray(masks, bool)
-    if masks.ndim != 3 or masks.shape[0] != len(classes):
-        raise DatasetError(f"masks for '{name}' have shape {masks.shape}, expected "
-                           f"({len(classes)}, H, W) for classes {list(classes)}.")
-    suffix = (suffix or (".tif" if layout is Layout.MULTICHANNEL else ".png")).lower()
-    allowed = (".tif", ".tiff") if layout is Layout.MULTICHANNEL else MASK_SUFFIXES
-    if suffix not in allowed:
-        raise DatasetError(f"cannot write {layout.value} masks as '{suffix}'. "
-                           f"Fix: use one of {allowed}.")
-    masks_dir = Path(out_root) / "masks"
-    if layout is Layout.CLASS_FOLDERS:
-        paths = [masks_dir / _safe_name(c) / f"{name}{suffix}" for c in classes]
-        for p, m in zip(paths, masks):
-            f.write_plane(p, m.astype(np.uint8) * 255)
-        return paths
-    path = masks_dir / f"{name}{suffix}"
-    if layout is Layout.MULTICHANNEL:
-        f.write_tiff(path, masks.astype(np.uint8) * 255)
-        return [path]
-    if (masks.sum(axis=0) > 1).any():
-        warnings.warn("classes overlap; in a label image the later class wins where they do",
-                      UserWarning, stacklevel=2)
-    labels = np.zeros(masks.shape[1:], np.uint8 if len(classes) < 256 else np.uint16)
-    for k, m in enumerate(masks, start=1):
-        labels[m] = k
-    f.write_plane(path, labels)
-    return [path]
-
-
-def write_classes_txt(out_root: Path, classes: Sequence[str]) -> Path:
-    """Write out_root/classes.txt (one class per line) atomically."""
-    path = Path(out_root) / "classes.txt"
-    write_text(path, "".join(f"{c}\n" for c in classes))
-    return path
