@@ -108,8 +108,11 @@ def test_predict_and_score_on_images_without_masks(tiny, run1, tmp_path, capsys)
     assert "6 images had no masks" in capsys.readouterr().out
     assert len(list((out / "masks" / "heart").glob("*.png"))) == 6
     assert (out / "classes.txt").read_text().split() == ["lungs", "heart", "clavicles"]
-    assert main(["score", str(run1), str(bare), "--out", str(tmp_path / "s.csv")]) == 2
-    assert "nothing to score" in capsys.readouterr().err
+    assert main(["score", str(run1), str(bare), "--out", str(tmp_path / "s.csv")]) == 0
+    assert "none is scored" in capsys.readouterr().out
+    rows = list(csv.DictReader(open(tmp_path / "s.csv")))
+    assert len(rows) == 6 and {r["status"] for r in rows} == {"draft"}
+    assert {r["quality"] for r in rows} == {""}
 
 
 def test_partly_annotated_folder(tiny, tmp_path, capsys):

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from napari_pal.cli.console import plural, say, table
 from napari_pal.cli.outputs import check_file, check_folder, new_folder, outside
-from napari_pal.errors import PalError
 
 WORST_SHOWN = 10
 
@@ -101,9 +100,6 @@ def run_score(a: argparse.Namespace) -> int:
     model = TrainedModel.load(a.run)
     full = _open(a, model.classes)
     drafts, ds = full.unannotated_names, full.annotated()
-    if not len(ds):
-        raise PalError(f"no image in {full.root} has masks, so there is nothing to score; "
-                       f"'napari-pal predict {a.run} {a.data} --out DIR' drafts them")
 
     def analyse_all(folder: Path | None):
         scores = []
@@ -157,7 +153,10 @@ def _report(a, out: Path, text: str, verdicts, classes, drafts) -> None:
     ok = [c for c in classes if verdicts[c].reliable]
     print(f"wrote {out} ({plural(len(scored), 'image')} scored"
           f"{', ' + str(len(drafts)) + ' without masks (draft)' if drafts else ''})")
-    if not ok:
+    if not scored:
+        print(f"no image in {a.data} has masks, so none is scored; 'napari-pal predict "
+              f"{a.run} {a.data} --out DIR' drafts their masks")
+    elif not ok:
         print("no class is reliable (see the warnings): the table is not a ranking; "
               "train longer or at a larger --size")
     else:
