@@ -21,12 +21,13 @@ from napari_pal.data import imagefiles as f
 from napari_pal.data.imagefiles import IMAGE_SUFFIXES, MASK_SUFFIXES, MaskResampledWarning
 from napari_pal.data.layout import Layout
 from napari_pal.data.split import parse_split_spec, read_split
-from napari_pal.data.writing import write_classes_txt, write_masks
+from napari_pal.data.writing import _safe_name, write_classes_txt, write_masks  # noqa: F401
 from napari_pal.errors import DatasetError
 
 __all__ = ["IMAGE_SUFFIXES", "MASK_SUFFIXES", "Dataset", "Item", "Layout",
            "MaskResampledWarning", "open_dataset", "parse_split_spec", "read_split",
            "write_classes_txt", "write_masks"]
+# _safe_name (imported above) stays importable from here for review.recovery
 
 
 @dataclass(frozen=True)
