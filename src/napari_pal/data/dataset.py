@@ -175,7 +175,10 @@ def _mask_files(folder: Path, problems: list[str]) -> dict[str, Path | None]:
 
 
 def _unmatched(what: str, names: Iterable[str], fix: str) -> str:
+    """'1 image has ...' / '2 images have ...': ``what`` holds '<s>' and '<have>'."""
     names = sorted(names)
+    one = len(names) == 1
+    what = what.replace("<s>", "" if one else "s").replace("<have>", "has" if one else "have")
     return f"{len(names)} {what}: {', '.join(names)}. Fix: {fix}"
 
 
@@ -256,10 +259,10 @@ def _find_class_folders(root, images, dirs, txt, classes, problems, unannotated=
         items += [Item(n, images[n], ()) for n in sorted(drafts)]
     for c, masks in per_class.items():
         if names - set(masks):
-            problems.append(_unmatched(f"images have no mask in '{root / 'masks' / c}'",
+            problems.append(_unmatched(f"image<s> <have> no mask in '{root / 'masks' / c}'",
                                        names - set(masks), "add the masks or remove the images"))
         if set(masks) - names:
-            problems.append(_unmatched(f"masks in '{root / 'masks' / c}' have no image",
+            problems.append(_unmatched(f"mask<s> in '{root / 'masks' / c}' <have> no image",
                                        set(masks) - names, "add the images or remove the masks"))
     for n, p in images.items():
         if (all(m.get(n) is not None for m in per_class.values())
@@ -288,10 +291,10 @@ def _find_loose(root, images, loose, txt, classes, problems, unannotated=False, 
     layout = Layout.MULTICHANNEL if 3 in ndims.values() else Layout.LABEL_IMAGE
     names = set(images) - set(refused)  # a refused mask is reported already
     if names - set(loose) and not unannotated:
-        problems.append(_unmatched(f"images have no mask in '{masks_dir}'", names - set(loose),
+        problems.append(_unmatched(f"image<s> <have> no mask in '{masks_dir}'", names - set(loose),
                                    "add the masks or remove the images"))
     if set(loose) - names:
-        problems.append(_unmatched(f"masks in '{masks_dir}' have no image", set(loose) - names,
+        problems.append(_unmatched(f"mask<s> in '{masks_dir}' <have> no image", set(loose) - names,
                                    "add the images or remove the masks"))
     items = [Item(n, p, (loose[n],) if n in loose else ()) for n, p in images.items()
              if n in loose or (unannotated and n in names)]
@@ -405,7 +408,7 @@ def open_dataset(root: str | Path, *, split: str | None = None,
         have = set(ds.names)
         missing = [n for n in wanted if n not in have]
         if missing:
-            problems.append(_unmatched(f"names in part '{part}' of '{file}' have no image "
+            problems.append(_unmatched(f"name<s> in part '{part}' of '{file}' <have> no image "
                                        f"{'' if unannotated else 'with masks '}in '{root}'",
                                        missing,
                                        "fix the split file or add the images"))
