@@ -81,7 +81,7 @@ def test_resume_keeps_settings_and_extends_only_on_purpose(tiny, tmp_path, capsy
     err = capsys.readouterr().err
     assert "--size 64 (the run has 32)" in err
     assert main(["train", str(tiny), "--out", str(run), "--resume"]) == 2
-    assert "finished all 2 epochs" in capsys.readouterr().err
+    assert "finished 2 epochs" in capsys.readouterr().err
     assert main(["train", str(tiny), "--out", str(run), "--resume", "--epochs", "1"]) == 2
     assert "already trained 2 epochs" in capsys.readouterr().err
 

@@ -160,7 +160,9 @@ def _report(a, out: Path, text: str, verdicts, classes, drafts) -> None:
         print("no class is reliable (see the warnings): the table is not a ranking; "
               "train longer or at a larger --size")
     else:
-        print(f"the {min(WORST_SHOWN, len(scored))} worst (most likely wrong) masks"
+        k = min(WORST_SHOWN, len(scored))
+        print(f"the {str(k) + ' ' if k > 1 else ''}worst (most likely wrong) "
+              f"mask{'s' if k > 1 else ''}"
               f"{'' if len(ok) == len(classes) else ' by ' + ', '.join(ok)}:")
         header = ["name", "quality", *(c if verdicts[c].reliable else f"{c}(unreliable)"
                                        for c in classes)]

@@ -68,10 +68,10 @@ def resume_config(saved: TrainConfig, given: Mapping[str, object], epochs_done: 
         if name == "epochs":
             if int(value) <= epochs_done:
                 raise PalError(f"{label(name)} {value}: the run has already trained "
-                               f"{epochs_done} epoch{'s' if epochs_done != 1 else ''}; give "
+                               f"{_n(epochs_done, 'epoch')}; give "
                                f"more than {epochs_done} to extend it, or start a new run")
             verb = "extending" if int(value) > old else "shortening"
-            notes.append(f"{verb} the run from {old} to {value} epochs "
+            notes.append(f"{verb} the run from {old} to {_n(int(value), 'epoch')} "
                          "(the learning-rate schedule follows the new length)")
         elif name in RUNTIME_SETTINGS:
             notes.append(f"{label(name)} {value} for this session (the run used {old})")
@@ -85,7 +85,7 @@ def resume_config(saved: TrainConfig, given: Mapping[str, object], epochs_done: 
                        "continue the run, or start a new run elsewhere")
     config = replace(saved, **changes)
     if config.epochs <= epochs_done:
-        raise PalError(f"the run has finished all {config.epochs} epochs; give "
+        raise PalError(f"the run has finished {_n(config.epochs, 'epoch')}; give "
                        f"{label('epochs')} N with N > {config.epochs} to extend it")
     return config, notes
 
@@ -129,8 +129,9 @@ class Trainer:
         if resume and (self.run_dir / CHECKPOINT_NAME).exists():
             self._restore(load_checkpoint(self.run_dir / CHECKPOINT_NAME))
         if self.epoch > config.epochs:
-            raise TrainingError(f"{self.checkpoint_path} has trained {self.epoch} epochs, more "
-                                f"than the {config.epochs} asked for")
+            raise TrainingError(f"{self.checkpoint_path} has trained "
+                                f"{_n(self.epoch, 'epoch')}, more than the {config.epochs} "
+                                "asked for")
         for net in (self.segmenter, self.qam):
             net.to(self.device, memory_format=torch.channels_last)
 
@@ -279,6 +280,10 @@ class Trainer:
         hist = self.run_dir / "history.json"
         self.history = json.loads(hist.read_text()) if hist.exists() else []
         self.history = [h for h in self.history if h["epoch"] <= self.epoch]
+
+
+def _n(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _mean(values: list[float]) -> float | None:
