@@ -31,7 +31,8 @@ def plain_warnings() -> None:
             say(f"napari-pal: warning: {text}")
 
     warnings.showwarning = show
-    warnings.simplefilter("always")  # dedupe here, by text, not per source line
+    # dedupe here, by text, not per source line; library deprecations stay hidden
+    warnings.simplefilter("always", UserWarning)
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "  ") -> str:
