@@ -87,34 +87,34 @@ def main() -> int:
     import napari
     from qtpy.QtCore import QTimer
 
-    from napari_pal.review.stack import write_quality_csv
+    from napari_pal.review.export import write_quality_csv
 
     data = Path(a.data).resolve()
     t0 = time.perf_counter()
     viewer = napari.Viewer(title="napari-pal demo")
     viewer.window.resize(1500, 950)
     _dock, widget = viewer.window.add_plugin_dock_widget("napari-pal", WIDGET)
-    widget.runs_dir = out / "runs"
+    training, review, state = widget.training_panel, widget.review_panel, widget.state
+    training.runs_dir = out / "runs"
     widget.open_folder(data)
-    if widget.meta is None:
+    if state.meta is None:
         print(f"could not open {data} as a dataset folder", file=sys.stderr)
         return 1
     for k, v in {"epochs": a.epochs, "size": a.size, "batch_size": a.batch_size,
                  "lam": a.lam, "threads": a.threads}.items():
-        widget.settings[k].value = v
+        training.form[k].value = v
     result = {"rc": 0}
 
     def finish() -> None:
         elapsed = time.perf_counter() - t0
-        if not widget.scores:
-            print(f"training produced no scores: {widget.progress_label.text()}",
+        if not state.scores:
+            print(f"training produced no scores: {training.progress_label.text()}",
                   file=sys.stderr)
             result["rc"] = 1
         else:
-            meta = widget.meta
-            csv_path = write_quality_csv(out / "quality.csv", meta["names"], meta["classes"],
-                                         widget.scores, widget.status)
-            order = sorted(widget.scores.values(), key=lambda s: s.quality)
+            csv_path = write_quality_csv(out / "quality.csv", state.names, state.classes,
+                                         state.scores, state.status)
+            order = state.worst_first()
             bad = corrupted_names(data)
             print(f"trained {a.epochs} epochs at {a.size} px and scored {len(order)} images "
                   f"in {elapsed:.0f} s; quality table: {csv_path}")
@@ -128,7 +128,7 @@ def main() -> int:
                 print(f"ROC AUC of quality vs corruption.csv: {auc:.3f} "
                       f"({hits}/{len(bad)} corrupted images among the {len(bad)} worst)")
             viewer.layers["disagreement"].visible = False
-            widget.next_worst()
+            review.next_worst()
         QTimer.singleShot(500, shoot)
 
     def shoot() -> None:
@@ -140,15 +140,15 @@ def main() -> int:
             viewer.close()
 
     def poll() -> None:
-        if widget.worker is None:
+        if not training.runner.running:
             timer.stop()
             QTimer.singleShot(300, finish)  # let the last table/layer updates paint
 
     timer = QTimer()
     timer.setInterval(200)
     timer.timeout.connect(poll)
-    widget.start_training()
-    if widget.worker is None:
+    training.start_training()
+    if not training.runner.running:
         print("training did not start (see the notification)", file=sys.stderr)
         return 1
     timer.start()

@@ -87,30 +87,31 @@ def main() -> int:
     viewer.window.resize(1500, 950)
     widget = PalWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Pick-and-Learn quality review", area="right")
-    widget.runs_dir = work / "runs"
+    training = widget.training_panel
+    training.runs_dir = work / "runs"
     widget.open_folder(spoilt)
     for k, v in {"epochs": a.epochs, "size": a.size, "batch_size": 8,
                  "threads": max(1, (os.cpu_count() or 2) - 1)}.items():
-        widget.settings[k].value = v
+        training.form[k].value = v
     app = QApplication.instance()
     if a.run:
-        widget.score_checkpoint(Path(a.run).resolve())
+        training.score_checkpoint(Path(a.run).resolve())
     else:
-        widget.start_training()
+        training.start_training()
     import time
 
-    while widget.worker is not None:
+    while training.runner.running:
         app.processEvents()
         time.sleep(0.02)
     for _ in range(20):
         app.processEvents()
-    if not widget.scores:
+    if not widget.state.scores:
         print("training produced no scores", file=sys.stderr)
         return 1
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     widget.viewer.layers["disagreement"].visible = False
-    widget.next_worst()
+    widget.review_panel.next_worst()
     for _ in range(10):
         app.processEvents()
     viewer.screenshot(str(out / "widget_table.png"), canvas_only=False)

@@ -81,7 +81,7 @@ def test_images_without_masks(tmp_path: Path) -> None:
 def test_masks_without_images(tmp_path: Path) -> None:
     _good(tmp_path, names=("a", "orphan"))
     (tmp_path / "images" / "orphan.png").unlink()
-    _rejects(tmp_path, "have no image", "orphan", "add the images or remove the masks")
+    _rejects(tmp_path, "1 mask in", "has no image", "orphan", "add the images or remove the masks")
 
 
 def test_truncated_png(tmp_path: Path) -> None:

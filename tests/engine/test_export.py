@@ -8,7 +8,8 @@ import pytest
 from napari_pal.data.dataset import open_dataset
 from napari_pal.data.synthetic import make_sample_dataset
 from napari_pal.errors import DatasetError
-from napari_pal.review.stack import LayerMasks, export_masks, mask_stacks, open_folder
+from napari_pal.review.export import export_masks
+from napari_pal.review.stack import LayerMasks, mask_stacks, open_folder
 
 
 @pytest.fixture

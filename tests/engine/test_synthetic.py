@@ -67,8 +67,8 @@ def test_corruption_csv(small):
     out, rows, _ = small
     table = _corruption(out)
     assert list(table[0]) == ["name", "class", "operation", "pixels"]
-    assert [(r["name"], r["class"], r["operation"], int(r["pixels"])) for r in table] == [
-        tuple(r) for r in rows]
+    assert [(r["name"], r["class"], r["operation"], r["pixels"]) for r in table] == [
+        tuple(str(v) for v in r) for r in rows]
     assert len(table) == 12 * len(CLASSES)
     assert {(r["name"], r["class"]) for r in table} == {
         (n, c) for n in _names(out) for c in CLASSES}
@@ -102,6 +102,14 @@ def test_bad_fraction_zero_and_invalid(tmp_path):
         make_sample_dataset(tmp_path, n=2, bad_fraction=1.5)
 
 
+def _reach(a: np.ndarray, b: np.ndarray) -> float:
+    """How far (px) the removed part of an eroded mask reaches from the mask's edge."""
+    from scipy import ndimage
+
+    depth = ndimage.distance_transform_edt(a)
+    return float(depth[a & ~b].max())
+
+
 def test_corruptions_change_the_masks(tmp_path):
     """A corrupted mask really differs from the clean one drawn for the same image."""
     clean = tmp_path / "clean"
@@ -112,12 +120,18 @@ def test_corruptions_change_the_masks(tmp_path):
     for name, cls, op, pixels in rows:
         a = _read(clean / "masks" / cls / f"{name}.png") > 0
         b = _read(bad / "masks" / cls / f"{name}.png") > 0
-        assert int((a ^ b).sum()) == pixels
         if op == "none":
-            assert pixels == 0
+            assert pixels == 0 and not (a ^ b).any()
+            continue
+        ops.add(op)
+        assert (a ^ b).any(), (name, cls, op)
+        # 'pixels' is a radius in px, as in the corrupt command's corruption.csv
+        if op in ("cut", "missing"):
+            assert pixels == "", (name, cls, op)
         else:
-            ops.add(op)
-            assert pixels > 0, (name, cls, op)
+            assert isinstance(pixels, int) and 1 <= pixels <= 16, (name, cls, op, pixels)
+        if op == "erode":  # the spoil reaches about its radius into the mask
+            assert 0.5 * pixels <= _reach(a, b) <= pixels + 1.5, (name, cls, pixels)
     assert len(ops) >= 3
 
 

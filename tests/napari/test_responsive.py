@@ -71,9 +71,9 @@ def test_event_loop_stall_during_training(make_napari_viewer, qtbot, tmp_path: P
     viewer.open(str(data), plugin="napari-pal")
     w = PalWidget(viewer)
     viewer.window.add_dock_widget(w)
-    w.runs_dir = tmp_path / "runs"
+    w.training_panel.runs_dir = tmp_path / "runs"
     for k, v in {"epochs": 4, "size": 128, "batch_size": 4, "threads": 1}.items():
-        w.settings[k].value = v
+        w.training_panel.form[k].value = v
     lungs = viewer.layers["lungs mask"]
 
     base = StallMeter(viewer, lungs, lambda: True)
@@ -82,19 +82,21 @@ def test_event_loop_stall_during_training(make_napari_viewer, qtbot, tmp_path: P
     base.timer.stop()
 
     def training_steps_run() -> bool:  # not the start (torch import) nor the scoring
-        ev = w.last_event
-        return ev is not None and ev.state == "running" and w.worker is not None
+        ev = w.training_panel.last_event
+        return (ev is not None and ev.state == "running"
+                and w.training_panel.runner.worker is not None)
 
     meter = StallMeter(viewer, lungs, training_steps_run)
     meter.timer.start()
-    w.start_training()
-    qtbot.waitUntil(lambda: w.worker is None, timeout=180_000)
+    w.training_panel.start_training()
+    qtbot.waitUntil(lambda: w.training_panel.runner.worker is None, timeout=180_000)
     meter.timer.stop()
-    assert w.last_event.state == "finished"
+    assert w.training_panel.last_event.state == "finished"
     assert len(meter.gaps) > 50, "training too short to measure"
     stall, baseline = meter.max_ms(), base.max_ms()
     print(f"\nlongest event-loop stall: {stall:.0f} ms while training ({len(meter.gaps)} ticks, "
-          f"median {1000 * np.median(meter.gaps):.0f} ms, {w.last_event.steps} steps, "
-          f"{w.plot.paints} plot paints); {baseline:.0f} ms without training; "
+          f"median {1000 * np.median(meter.gaps):.0f} ms, "
+          f"{w.training_panel.last_event.steps} steps, "
+          f"{w.training_panel.plot.paints} plot paints); {baseline:.0f} ms without training; "
           f"load average {os.getloadavg()[0]:.1f}")
     assert stall < max(MAX_FREEZE_MS, 3 * baseline), "training froze the viewer"

@@ -46,11 +46,11 @@ def _dock(make_napari_viewer, folder: Path, tmp_path: Path, **settings):
     viewer.open(str(folder), plugin="napari-pal")
     widget = PalWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Pick-and-Learn quality review")
-    widget.runs_dir = tmp_path / "runs"
-    widget.autosave_ms = 200
+    widget.training_panel.runs_dir = tmp_path / "runs"
+    widget.autosaver.delay_ms = 200
     values = {"epochs": 2, "size": 32, "batch_size": 4, "threads": 1, **settings}
     for k, v in values.items():
-        widget.settings[k].value = v
+        widget.training_panel.form[k].value = v
     return viewer, widget
 
 
@@ -60,16 +60,16 @@ def test_autosave_and_restore(make_napari_viewer, qtbot, data: Path, tmp_path: P
 
     before = _hashes(data)
     viewer, w = _dock(make_napari_viewer, data, tmp_path)
-    assert not w.recovery_box.isVisible() and w.pending_autosave() == []
-    names = w.meta["names"]
+    assert not w.recovery_panel.isVisible() and w.recovery_panel.pending() == []
+    names = w.state.meta["names"]
     i = 3
     viewer.dims.set_current_step(0, i)
     lungs, heart = viewer.layers["lungs mask"], viewer.layers["heart mask"]
     lungs.paint((i, 20, 20), 1, refresh=True)  # a brush stroke ...
     heart.data_setitem((np.full(5, i), np.arange(5), np.zeros(5, int)), 1)  # ... and a fill
-    w.mark_reviewed()
-    edited = np.stack([viewer.layers[f"{c} mask"].data[i] > 0 for c in w.meta["classes"]])
-    store = RecoveryStore(data, w.meta["classes"])
+    w.review_panel.mark_reviewed()
+    edited = np.stack([viewer.layers[f"{c} mask"].data[i] > 0 for c in w.state.meta["classes"]])
+    store = RecoveryStore(data, w.state.meta["classes"])
     assert store.pending() == []  # debounced: nothing written yet
     qtbot.waitUntil(lambda: store.pending() == [names[i]], timeout=5_000)
     qtbot.waitUntil(lambda: store.load_status().get(names[i]) == "reviewed", timeout=5_000)
@@ -90,18 +90,18 @@ def test_autosave_and_restore(make_napari_viewer, qtbot, data: Path, tmp_path: P
 
     # a new viewer on the same folder offers the correction back
     viewer2, w2 = _dock(make_napari_viewer, data, tmp_path)
-    assert w2.pending_autosave() == [(names[i], False)]
-    assert w2.recovery_box.isVisibleTo(w2)
-    assert w2.recovery_button.text() == "Restore 1 autosaved correction"
+    assert w2.recovery_panel.pending() == [(names[i], False)]
+    assert w2.recovery_panel.isVisibleTo(w2)
+    assert w2.recovery_panel.restore_button.text() == "Restore 1 autosaved correction"
     assert not (viewer2.layers["lungs mask"].data[i] > 0).tolist() == edited[0].tolist()
-    qtbot.mouseClick(w2.recovery_button, Qt.LeftButton)
-    for k, c in enumerate(w2.meta["classes"]):
+    qtbot.mouseClick(w2.recovery_panel.restore_button, Qt.LeftButton)
+    for k, c in enumerate(w2.state.meta["classes"]):
         np.testing.assert_array_equal(viewer2.layers[f"{c} mask"].data[i] > 0, edited[k])
-    assert w2.status[names[i]] == "reviewed"
-    assert not w2.recovery_box.isVisibleTo(w2)
+    assert w2.state.status[names[i]] == "reviewed"
+    assert not w2.recovery_panel.isVisibleTo(w2)
 
     # export is the safe copy: the autosave is discarded
-    assert w2.export(tmp_path / "export") is not None
+    assert w2.export_panel.export(tmp_path / "export") is not None
     assert store.pending() == [] and store.load_status() == {}
     assert _hashes(data) == before
 
@@ -121,13 +121,13 @@ def test_stale_autosave_is_shown_not_restored(make_napari_viewer, qtbot, data: P
     other = ds.items[2].image_path
     other.write_bytes(other.read_bytes() + b"\0")  # changed on disk since the autosave: stale
     viewer, w = _dock(make_napari_viewer, data, tmp_path)
-    offer = dict(w.pending_autosave())
+    offer = dict(w.recovery_panel.pending())
     assert offer == {ds.names[1]: False, ds.names[2]: True}
-    assert "stale" in w.recovery_label.text() and ds.names[2] in w.recovery_label.text()
-    assert w.restore_autosave() == [ds.names[1]]
+    assert "stale" in w.recovery_panel.label.text() and ds.names[2] in w.recovery_panel.label.text()
+    assert w.recovery_panel.restore() == [ds.names[1]]
     np.testing.assert_array_equal(viewer.layers["lungs mask"].data[1] > 0, m[0])
-    assert w.pending_autosave() == [(ds.names[2], True)]  # still on offer, as stale
-    w.discard_autosave()
+    assert w.recovery_panel.pending() == [(ds.names[2], True)]  # still on offer, as stale
+    w.recovery_panel.discard()
     assert store.pending() == []
 
 
@@ -135,13 +135,14 @@ def test_close_viewer_while_training(make_napari_viewer, qtbot, data: Path,
                                      tmp_path: Path) -> None:
     baseline = threading.active_count()
     viewer, w = _dock(make_napari_viewer, data, tmp_path, epochs=500)
-    w.train_button.click()
-    qtbot.waitUntil(lambda: w.last_event is not None and w.last_event.step >= 2,
+    w.training_panel.train_button.click()
+    t = w.training_panel
+    qtbot.waitUntil(lambda: t.last_event is not None and t.last_event.step >= 2,
                     timeout=60_000)
-    worker, done, run = w.worker, w._job_done, w.last_run
+    worker, done, run = t.runner.worker, t.runner.control.done, w.state.last_run
     viewer.close()
     assert done.is_set() and not worker.is_running
-    assert w.worker is None
+    assert w.training_panel.runner.worker is None
     assert (run / "checkpoint.pt").is_file()  # stopped cleanly: the checkpoint is saved
     qtbot.wait(100)  # late queued signals of the worker reach nothing
     assert threading.active_count() <= baseline + 1  # at most an idle pool thread
@@ -150,37 +151,42 @@ def test_close_viewer_while_training(make_napari_viewer, qtbot, data: Path,
 def test_train_stop_pressed_fast(make_napari_viewer, qtbot, data: Path, tmp_path: Path) -> None:
     viewer, w = _dock(make_napari_viewer, data, tmp_path, epochs=200)
     for k in range(10):
-        qtbot.mouseClick(w.train_button, Qt.LeftButton)
+        qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
         qtbot.wait(30 + 40 * (k % 3))
-        assert (w.worker is None) == (w.train_button.text() == "Train")
-    if w.worker is not None and w.train_button.isEnabled():
-        qtbot.mouseClick(w.train_button, Qt.LeftButton)  # Stop
-    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
-    assert w.train_button.text() == "Train" and w.train_button.isEnabled()
-    assert w.retrain_button.isEnabled() and w.score_button.isEnabled()
+        t = w.training_panel
+        assert (t.runner.worker is None) == (t.train_button.text() == "Train")
+    if w.training_panel.runner.worker is not None and w.training_panel.train_button.isEnabled():
+        qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)  # Stop
+    qtbot.waitUntil(lambda: w.training_panel.runner.worker is None, timeout=60_000)
+    t = w.training_panel
+    assert t.train_button.text() == "Train" and t.train_button.isEnabled()
+    assert w.training_panel.retrain_button.isEnabled() and w.training_panel.score_button.isEnabled()
     # and it still trains afterwards
-    w.settings["epochs"].value = 1
-    w.train_button.click()
-    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
-    assert w.last_event is not None and w.last_event.state == "finished" and w.scores
+    w.training_panel.form["epochs"].value = 1
+    w.training_panel.train_button.click()
+    qtbot.waitUntil(lambda: w.training_panel.runner.worker is None, timeout=120_000)
+    assert t.last_event is not None and t.last_event.state == "finished" and w.state.scores
 
 
 def test_training_on_a_broken_folder_shows_an_error(make_napari_viewer, qtbot, data: Path,
                                                     tmp_path: Path, monkeypatch) -> None:
+    from napari_pal._napari import notify
     from napari_pal._napari import widget as _widget
 
     shown: list[str] = []
-    monkeypatch.setattr(_widget, "_notify_error", lambda err: shown.append(str(err)))
+    monkeypatch.setattr(notify, "error", lambda err: shown.append(str(err)))
     # no dataset: an error, nothing raised
     w0 = _widget.PalWidget(make_napari_viewer())
-    qtbot.mouseClick(w0.train_button, Qt.LeftButton)
-    assert len(shown) == 1 and w0.worker is None and w0.train_button.text() == "Train"
+    qtbot.mouseClick(w0.training_panel.train_button, Qt.LeftButton)
+    assert len(shown) == 1 and w0.training_panel.runner.worker is None
+    assert w0.training_panel.train_button.text() == "Train"
 
     viewer, w = _dock(make_napari_viewer, data, tmp_path)
     for p in sorted((data / "images").iterdir())[:2]:
         p.write_bytes(b"not an image")  # broken after opening
-    qtbot.mouseClick(w.train_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: w.training_panel.runner.worker is None, timeout=60_000)
     assert len(shown) == 2, shown
-    assert w.train_button.text() == "Train" and w.train_button.isEnabled()
-    assert w.progress_label.text().startswith("error")
+    assert w.training_panel.train_button.text() == "Train"
+    assert w.training_panel.train_button.isEnabled()
+    assert w.training_panel.progress_label.text().startswith("error")

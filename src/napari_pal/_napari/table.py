@@ -6,8 +6,9 @@ from __future__ import annotations
 from qtpy.QtCore import QAbstractTableModel, QSortFilterProxyModel, Qt
 from qtpy.QtGui import QColor
 
+from napari_pal._napari.state import UNREVIEWED
+
 SORT_ROLE = Qt.UserRole + 1
-UNREVIEWED, REVIEWED = "unreviewed", "reviewed"
 
 
 def quality_colour(q: float) -> QColor:

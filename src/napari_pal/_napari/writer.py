@@ -23,7 +23,8 @@ def _meta(attrs: dict) -> dict | None:
 
 def write_labels_layers(path: str, layers: Sequence[tuple[Any, dict]]) -> list[str]:
     from napari_pal.data.dataset import Layout, write_classes_txt, write_masks
-    from napari_pal.review.stack import LayerMasks, dataset_from_meta, export_masks, mask_stacks
+    from napari_pal.review.export import export_masks
+    from napari_pal.review.stack import LayerMasks, dataset_from_meta, mask_stacks
 
     path = str(path)
     metas = [_meta(attrs) for _, attrs in layers]

@@ -2,12 +2,14 @@
 
 ``open_dataset`` finds every problem in one pass and raises one DatasetError that names
 each offending file with its fix. Nothing is ever written into the input folder.
+
+An image with no mask at all is *unannotated*: an error by default (a forgotten mask must
+not pass unnoticed), an Item with ``annotated == False`` when ``unannotated=True`` (predict
+it, offer its prediction as a draft mask, never score or train on it).
 """
 
 from __future__ import annotations
 
-import csv
-import enum
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -15,27 +17,29 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_pal.atomic import write_text
 from napari_pal.data import imagefiles as f
 from napari_pal.data.imagefiles import IMAGE_SUFFIXES, MASK_SUFFIXES, MaskResampledWarning
+from napari_pal.data.layout import Layout
+from napari_pal.data.split import parse_split_spec, read_split
+from napari_pal.data.writing import _safe_name, write_classes_txt, write_masks  # noqa: F401
 from napari_pal.errors import DatasetError
 
 __all__ = ["IMAGE_SUFFIXES", "MASK_SUFFIXES", "Dataset", "Item", "Layout",
            "MaskResampledWarning", "open_dataset", "parse_split_spec", "read_split",
            "write_classes_txt", "write_masks"]
-
-
-class Layout(str, enum.Enum):
-    CLASS_FOLDERS = "class_folders"
-    LABEL_IMAGE = "label_image"
-    MULTICHANNEL = "multichannel_tiff"
+# _safe_name (imported above) stays importable from here for review.recovery
 
 
 @dataclass(frozen=True)
 class Item:
     name: str
     image_path: Path
-    mask_paths: tuple[Path, ...]  # one per class for CLASS_FOLDERS, else one file
+    mask_paths: tuple[Path, ...]  # one per class for CLASS_FOLDERS, else one file; () = none
+
+    @property
+    def annotated(self) -> bool:
+        """The image has its masks (an unannotated image is predicted, never scored)."""
+        return bool(self.mask_paths)
 
 
 @dataclass
@@ -48,6 +52,19 @@ class Dataset:
     @property
     def names(self) -> list[str]:
         return [it.name for it in self.items]
+
+    @property
+    def annotated_names(self) -> list[str]:
+        return [it.name for it in self.items if it.annotated]
+
+    @property
+    def unannotated_names(self) -> list[str]:
+        """Images without masks: their predictions are drafts (status "draft")."""
+        return [it.name for it in self.items if not it.annotated]
+
+    def annotated(self) -> Dataset:
+        """The images that have masks (what training and scoring use)."""
+        return replace(self, items=[it for it in self.items if it.annotated])
 
     def __len__(self) -> int:
         return len(self.items)
@@ -71,6 +88,9 @@ class Dataset:
     def read_stored_masks(self, i: int) -> np.ndarray:
         """bool (C, h, w) at the size the masks are stored."""
         it = self.items[i]
+        if not it.annotated:
+            raise DatasetError(f"image '{it.image_path}' has no mask in '{self.root / 'masks'}' "
+                               "(unannotated: predict it, do not score it). Fix: add its masks.")
         if self.layout is Layout.CLASS_FOLDERS:
             return f.read_class_masks(it.name, it.mask_paths)
         if self.layout is Layout.LABEL_IMAGE:
@@ -106,37 +126,6 @@ class Dataset:
         return replace(self, items=[it for it in self.items if it.name in keep])
 
 
-def read_split(path: Path) -> dict[str, str]:
-    """name -> split part, from a CSV with ``name`` and ``split`` columns."""
-    path = Path(path)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.DictReader(fh))
-            fields = rows[0].keys() if rows else []
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise DatasetError(f"cannot read split file '{path}' ({err}). "
-                           "Fix: give a CSV file with columns name,split.") from err
-    if "name" not in fields or "split" not in fields:
-        raise DatasetError(f"split file '{path}' needs columns 'name' and 'split' (has "
-                           f"{list(fields)}). Fix: add a header line 'name,split'.")
-    out: dict[str, str] = {}
-    for row in rows:
-        name, part = (row["name"] or "").strip(), (row["split"] or "").strip()
-        if name and out.setdefault(name, part) != part:
-            raise DatasetError(f"split file '{path}' puts '{name}' in two parts. "
-                               "Fix: list each name once.")
-    return out
-
-
-def parse_split_spec(spec: str) -> tuple[Path, str]:
-    """'DATA/split.csv:train' -> (Path('DATA/split.csv'), 'train')."""
-    file, sep, part = str(spec).rpartition(":")
-    if not sep or not file or not part.strip():
-        raise DatasetError(f"split '{spec}' is not FILE:PART. "
-                           "Fix: write e.g. DATA/split.csv:train.")
-    return Path(file), part.strip()
-
-
 def _classes_txt(root: Path, problems: list[str]) -> list[str] | None:
     p = root / "classes.txt"
     if not p.is_file():
@@ -169,13 +158,32 @@ def _files(folder: Path, suffixes: Sequence[str], problems: list[str]) -> dict[s
     return out
 
 
+def _mask_files(folder: Path, problems: list[str]) -> dict[str, Path | None]:
+    """stem -> mask file; a mask in a format the product does not read (a JPEG, a BMP ...)
+    is an error naming it (its stem maps to None), never silently skipped (which would
+    then read as "no mask")."""
+    refused: dict[str, Path | None] = {}
+    for p in sorted(folder.iterdir()):
+        suffix = p.suffix.lower()
+        if (p.is_file() and not p.name.startswith(".") and suffix not in MASK_SUFFIXES
+                and suffix in f.refused_mask_suffixes()):
+            lossy = " (lossy: its edges are not 0/255)" if suffix in f.LOSSY_SUFFIXES else ""
+            problems.append(f"mask '{p}' is a {suffix} file{lossy}; masks must be "
+                            f"{', '.join(MASK_SUFFIXES)}. Fix: save it as PNG.")
+            refused[p.stem] = None
+    return refused | _files(folder, MASK_SUFFIXES, problems)
+
+
 def _unmatched(what: str, names: Iterable[str], fix: str) -> str:
+    """'1 image has ...' / '2 images have ...': ``what`` holds '<s>' and '<have>'."""
     names = sorted(names)
+    one = len(names) == 1
+    what = what.replace("<s>", "" if one else "s").replace("<have>", "has" if one else "have")
     return f"{len(names)} {what}: {', '.join(names)}. Fix: {fix}"
 
 
-def _find(root: Path, classes: Sequence[str] | None,
-          problems: list[str]) -> tuple[Layout, list[str], list[Item]] | None:
+def _find(root: Path, classes: Sequence[str] | None, problems: list[str],
+          unannotated: bool = False) -> tuple[Layout, list[str], list[Item]] | None:
     """Match images to masks; returns None when the layout cannot be determined."""
     images_dir, masks_dir = root / "images", root / "masks"
     if not images_dir.is_dir():
@@ -186,32 +194,44 @@ def _find(root: Path, classes: Sequence[str] | None,
     if not images:
         problems.append(f"'{images_dir}' holds no image files ({', '.join(IMAGE_SUFFIXES)}). "
                         "Fix: add the radiographs there.")
+    txt = _classes_txt(root, problems)
+    if unannotated and not (masks_dir.is_dir() and any(
+            not p.name.startswith(".") for p in masks_dir.iterdir())):
+        return _images_only(root, images, txt, classes, problems)
     if not masks_dir.is_dir():
         problems.append(f"no 'masks' folder in '{root}'. Fix: put the masks in '{masks_dir}' "
                         "(masks/<class>/<name>.png, or masks/<name>.png as a label image).")
         return None
-    txt = _classes_txt(root, problems)
     dirs = [p for p in sorted(masks_dir.iterdir()) if p.is_dir() and not p.name.startswith(".")]
-    loose = _files(masks_dir, MASK_SUFFIXES + (".jpg", ".jpeg"), problems)
-    for stem, p in list(loose.items()):
-        if p.suffix.lower() in (".jpg", ".jpeg"):
-            problems.append(f"mask '{p}' is a JPEG (lossy, not binary). Fix: save it as PNG.")
-            del loose[stem]
+    loose = _mask_files(masks_dir, problems)
     if dirs and loose:
         problems.append(f"'{masks_dir}' mixes class folders ({', '.join(d.name for d in dirs)}) "
                         f"and loose mask files ({', '.join(p.name for p in loose.values())}). "
                         "Fix: use one layout - masks/<class>/<name>.png or masks/<name>.png.")
         return None
-    if not dirs and not loose:
+    refused = {n for n, p in loose.items() if p is None}
+    loose = {n: p for n, p in loose.items() if p is not None}
+    if not dirs and not loose and not refused:
         problems.append(f"'{masks_dir}' holds no masks. Fix: add masks/<class>/<name>.png "
                         "(one folder per class) or masks/<name>.png label images.")
         return None
     if dirs:
-        return _find_class_folders(root, images, dirs, txt, classes, problems)
-    return _find_loose(root, images, loose, txt, classes, problems)
+        return _find_class_folders(root, images, dirs, txt, classes, problems, unannotated)
+    return _find_loose(root, images, loose, txt, classes, problems, unannotated, refused)
 
 
-def _find_class_folders(root, images, dirs, txt, classes, problems):
+def _images_only(root, images, txt, classes, problems):
+    """No masks at all: every image is unannotated; the classes come from the caller (the
+    model) or classes.txt."""
+    order = list(classes) if classes is not None else txt
+    if order is None:
+        problems.append(f"'{root}' has no masks and no classes.txt, so its classes are "
+                        "unknown. Fix: add classes.txt (one class a line) or the masks.")
+        return None
+    return Layout.CLASS_FOLDERS, order, [Item(n, p, ()) for n, p in images.items()]
+
+
+def _find_class_folders(root, images, dirs, txt, classes, problems, unannotated=False):
     found = [d.name for d in dirs]
     if classes is not None:
         order = list(classes)
@@ -231,23 +251,28 @@ def _find_class_folders(root, images, dirs, txt, classes, problems):
         if c not in found:
             problems.append(f"class '{c}' has no folder '{root / 'masks' / c}'. "
                             "Fix: add the folder with one mask per image.")
-    per_class = {c: _files(root / "masks" / c, MASK_SUFFIXES, problems)
-                 for c in order if c in found}
+    per_class = {c: _mask_files(root / "masks" / c, problems) for c in order if c in found}
     items, names = [], set(images)
+    if unannotated:  # an image with no mask in any class folder is a draft, not an error
+        drafts = {n for n in names if not any(n in m for m in per_class.values())}
+        names -= drafts
+        items += [Item(n, images[n], ()) for n in sorted(drafts)]
     for c, masks in per_class.items():
         if names - set(masks):
-            problems.append(_unmatched(f"images have no mask in '{root / 'masks' / c}'",
+            problems.append(_unmatched(f"image<s> <have> no mask in '{root / 'masks' / c}'",
                                        names - set(masks), "add the masks or remove the images"))
         if set(masks) - names:
-            problems.append(_unmatched(f"masks in '{root / 'masks' / c}' have no image",
+            problems.append(_unmatched(f"mask<s> in '{root / 'masks' / c}' <have> no image",
                                        set(masks) - names, "add the images or remove the masks"))
     for n, p in images.items():
-        if all(n in m for m in per_class.values()) and len(per_class) == len(order):
+        if (all(m.get(n) is not None for m in per_class.values())
+                and len(per_class) == len(order)):
             items.append(Item(n, p, tuple(per_class[c][n] for c in order)))
+    items.sort(key=lambda it: list(images).index(it.name))
     return Layout.CLASS_FOLDERS, order, items
 
 
-def _find_loose(root, images, loose, txt, classes, problems):
+def _find_loose(root, images, loose, txt, classes, problems, unannotated=False, refused=()):
     masks_dir = root / "masks"
     ndims: dict[str, int] = {}
     for n, p in loose.items():
@@ -264,20 +289,21 @@ def _find_loose(root, images, loose, txt, classes, problems):
                         "multichannel TIFFs. Fix: use one layout for every mask.")
         return None
     layout = Layout.MULTICHANNEL if 3 in ndims.values() else Layout.LABEL_IMAGE
-    names = set(images)
-    if names - set(loose):
-        problems.append(_unmatched(f"images have no mask in '{masks_dir}'", names - set(loose),
+    names = set(images) - set(refused)  # a refused mask is reported already
+    if names - set(loose) and not unannotated:
+        problems.append(_unmatched(f"image<s> <have> no mask in '{masks_dir}'", names - set(loose),
                                    "add the masks or remove the images"))
     if set(loose) - names:
-        problems.append(_unmatched(f"masks in '{masks_dir}' have no image", set(loose) - names,
+        problems.append(_unmatched(f"mask<s> in '{masks_dir}' <have> no image", set(loose) - names,
                                    "add the images or remove the masks"))
-    items = [Item(n, p, (loose[n],)) for n, p in images.items() if n in loose]
+    items = [Item(n, p, (loose[n],) if n in loose else ()) for n, p in images.items()
+             if n in loose or (unannotated and n in names)]
     if txt is not None and classes is not None and list(classes) != txt:
         problems.append(f"'{root / 'classes.txt'}' lists {txt}, expected classes "
                         f"{list(classes)}. Fix: open a folder with the expected classes.")
     order = txt if txt is not None else (list(classes) if classes is not None else None)
     if order is None:
-        order = _count_classes(layout, items, problems)
+        order = _count_classes(layout, [it for it in items if it.annotated], problems)
         if not order and items:
             problems.append(f"every mask in '{masks_dir}' is all background (0), so there are "
                             "no classes. Fix: check the export (label k = class k).")
@@ -319,6 +345,8 @@ def _check(ds: Dataset, problems: list[str]) -> None:
         except DatasetError as err:
             problems.append(str(err))
             hw = None
+        if not ds.items[i].annotated:
+            continue
         try:
             masks = ds.read_stored_masks(i)
         except DatasetError as err:
@@ -334,7 +362,7 @@ def _check(ds: Dataset, problems: list[str]) -> None:
             except DatasetError as err:
                 problems.append(str(err))
     for c, ok in zip(ds.classes, seen):
-        if ds.items and not ok:
+        if ds.annotated_names and not ok:
             problems.append(f"class '{c}' is empty in every mask: remove the folder or check "
                             "the export (or its line in classes.txt).")
     for mask_hw, image_hw in sorted(sizes):
@@ -349,8 +377,13 @@ def _raise(root: Path, problems: list[str]) -> None:
 
 
 def open_dataset(root: str | Path, *, split: str | None = None,
-                 classes: Sequence[str] | None = None, check: bool = True) -> Dataset:
-    """Open DATA/images + DATA/masks; ``check`` reads every file once to validate it."""
+                 classes: Sequence[str] | None = None, check: bool = True,
+                 unannotated: bool = False) -> Dataset:
+    """Open DATA/images + DATA/masks; ``check`` reads every file once to validate it.
+
+    ``unannotated``: images without any mask (or a folder without masks/) are kept as
+    Items with ``annotated == False`` instead of being an error.
+    """
     root = Path(root)
     if not root.exists():
         raise DatasetError(f"dataset folder '{root}' does not exist. Fix: give the folder that "
@@ -359,7 +392,7 @@ def open_dataset(root: str | Path, *, split: str | None = None,
         raise DatasetError(f"'{root}' is not a folder. Fix: give the folder that holds "
                            "images/ and masks/.")
     problems: list[str] = []
-    found = _find(root, classes, problems)
+    found = _find(root, classes, problems, unannotated)
     if found is None:
         _raise(root, problems)
     layout, order, items = found
@@ -375,59 +408,12 @@ def open_dataset(root: str | Path, *, split: str | None = None,
         have = set(ds.names)
         missing = [n for n in wanted if n not in have]
         if missing:
-            problems.append(_unmatched(f"names in part '{part}' of '{file}' have no image "
-                                       f"with masks in '{root}'", missing,
+            problems.append(_unmatched(f"name<s> in part '{part}' of '{file}' <have> no image "
+                                       f"{'' if unannotated else 'with masks '}in '{root}'",
+                                       missing,
                                        "fix the split file or add the images"))
         ds = ds.subset(n for n in wanted if n in have)
     if check:
         _check(ds, problems)
     _raise(root, problems)
     return ds
-
-
-def _safe_name(name: str) -> str:
-    bad = (not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name
-           or Path(name).is_absolute() or name.startswith("."))
-    if bad:
-        raise DatasetError(f"mask name '{name}' is not a plain file name. Fix: use the image's "
-                           "name without folders, '..' or a leading dot.")
-    return name
-
-
-def write_masks(out_root: Path, layout: Layout, classes: Sequence[str], name: str,
-                masks: np.ndarray, *, suffix: str | None = None) -> list[Path]:
-    """Write bool (C, H, W) masks for ``name`` under out_root/masks/ in ``layout``, atomically."""
-    name, layout, masks = _safe_name(name), Layout(layout), np.asarray(masks, bool)
-    if masks.ndim != 3 or masks.shape[0] != len(classes):
-        raise DatasetError(f"masks for '{name}' have shape {masks.shape}, expected "
-                           f"({len(classes)}, H, W) for classes {list(classes)}.")
-    suffix = (suffix or (".tif" if layout is Layout.MULTICHANNEL else ".png")).lower()
-    allowed = (".tif", ".tiff") if layout is Layout.MULTICHANNEL else MASK_SUFFIXES
-    if suffix not in allowed:
-        raise DatasetError(f"cannot write {layout.value} masks as '{suffix}'. "
-                           f"Fix: use one of {allowed}.")
-    masks_dir = Path(out_root) / "masks"
-    if layout is Layout.CLASS_FOLDERS:
-        paths = [masks_dir / _safe_name(c) / f"{name}{suffix}" for c in classes]
-        for p, m in zip(paths, masks):
-            f.write_plane(p, m.astype(np.uint8) * 255)
-        return paths
-    path = masks_dir / f"{name}{suffix}"
-    if layout is Layout.MULTICHANNEL:
-        f.write_tiff(path, masks.astype(np.uint8) * 255)
-        return [path]
-    if (masks.sum(axis=0) > 1).any():
-        warnings.warn("classes overlap; in a label image the later class wins where they do",
-                      UserWarning, stacklevel=2)
-    labels = np.zeros(masks.shape[1:], np.uint8 if len(classes) < 256 else np.uint16)
-    for k, m in enumerate(masks, start=1):
-        labels[m] = k
-    f.write_plane(path, labels)
-    return [path]
-
-
-def write_classes_txt(out_root: Path, classes: Sequence[str]) -> Path:
-    """Write out_root/classes.txt (one class per line) atomically."""
-    path = Path(out_root) / "classes.txt"
-    write_text(path, "".join(f"{c}\n" for c in classes))
-    return path

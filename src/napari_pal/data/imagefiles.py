@@ -23,6 +23,8 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated PNG must fail, not load h
 TIFF_SUFFIXES = (".tif", ".tiff")
 MASK_SUFFIXES = (".png", ".tif", ".tiff")
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+#: formats whose compression changes pixel values: never accepted for masks
+LOSSY_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".jp2", ".j2k", ".jpx")
 _RGB_WEIGHTS = np.array([0.2125, 0.7154, 0.0721])  # skimage.color.rgb2gray
 
 
@@ -41,6 +43,13 @@ def _is_empty(path: Path) -> bool:
         return path.stat().st_size == 0
     except OSError:
         return False
+
+
+def refused_mask_suffixes() -> frozenset[str]:
+    """Suffixes of image formats that are not accepted for masks (a file with one in a
+    masks folder is an error, not ignored): every format PIL knows, minus MASK_SUFFIXES."""
+    known = set(Image.registered_extensions()) | set(LOSSY_SUFFIXES)
+    return frozenset(known - set(MASK_SUFFIXES))
 
 
 def is_tiff(path: Path) -> bool:

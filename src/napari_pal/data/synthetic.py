@@ -23,8 +23,10 @@ spoil them, each by several pixels at 256 px (scaled with ``size``): ``erode`` (
 by 4-8 px, 2-3 px for the thin clavicles), ``dilate`` (over-drawn by 5-10 px, 4-7 px for
 clavicles), ``shift`` (6-12 px), ``cut`` (20-45 % of one structure missing), ``blob`` (a
 spill of 8-14 px radius onto the neighbourhood) and, rarely, ``missing`` (one structure of
-the class left out: one lung, one clavicle, or the heart). ``pixels`` in corruption.csv is
-the number of pixels in which the written mask differs from the true one (0 for "none").
+the class left out: one lung, one clavicle, or the heart). ``pixels`` in corruption.csv
+means what it means in the ``corrupt`` command's output: the radius in px of the spoil as
+drawn (the disk of ``erode``/``dilate``, the distance of ``shift``, the mean radius of
+``blob``), empty for ``cut`` and ``missing``, which have no radius, and 0 for "none".
 
 Only numpy and scikit-image are used; no GUI.  Output depends only on the arguments:
 image ``i`` is drawn from ``numpy.random.default_rng([seed, i])``, and which images are
@@ -49,7 +51,7 @@ CLASSES: tuple[str, ...] = ("lungs", "heart", "clavicles")
 OPERATIONS: tuple[str, ...] = ("erode", "dilate", "shift", "cut", "blob", "missing")
 _OP_WEIGHTS = np.array([0.19, 0.19, 0.19, 0.17, 0.17, 0.09])
 
-Row = tuple[str, str, str, int]
+Row = tuple[str, str, str, "int | str"]
 
 
 # --------------------------------------------------------------------------- anatomy
@@ -225,19 +227,29 @@ def _boundary_point(rng: np.random.Generator, mask: np.ndarray) -> tuple[int, in
     return int(ys[i]), int(xs[i])
 
 
-def _corrupt(rng: np.random.Generator, mask: np.ndarray, op: str, cls: str) -> np.ndarray:
+def _corrupt(rng: np.random.Generator, mask: np.ndarray, op: str,
+             cls: str) -> tuple[np.ndarray, int | str]:
+    """The spoilt mask and its radius in px as drawn ("" where the operation has none)."""
     size = mask.shape[0]
     px = size / 256.0
     if not mask.any():
-        return mask.copy()
+        return mask.copy(), 0
     if op == "erode":
         r = int(rng.integers(2, 4) if cls == "clavicles" else rng.integers(4, 9))
-        out = erosion(mask, disk(max(1, round(r * px))))
-        return out if out.any() else erosion(mask, disk(1))
+        r = max(1, round(r * px))
+        out = erosion(mask, disk(r))
+        return (out, r) if out.any() else (erosion(mask, disk(1)), 1)
     if op == "dilate":
         r = int(rng.integers(4, 8) if cls == "clavicles" else rng.integers(5, 11))
         r = max(1, round(r * px))
-        return dilation(mask, disk(r))
+        return dilation(mask, disk(r)), r
+    return _corrupt_shape(rng, mask, op)
+
+
+def _corrupt_shape(rng: np.random.Generator, mask: np.ndarray,
+                   op: str) -> tuple[np.ndarray, int | str]:
+    size = mask.shape[0]
+    px = size / 256.0
     if op == "shift":
         dist = rng.uniform(6.0, 12.0) * px
         a = rng.uniform(0.0, 2 * np.pi)
@@ -245,7 +257,7 @@ def _corrupt(rng: np.random.Generator, mask: np.ndarray, op: str, cls: str) -> n
         out = np.zeros_like(mask)
         src = mask[max(0, -dy):size - max(0, dy), max(0, -dx):size - max(0, dx)]
         out[max(0, dy):max(0, dy) + src.shape[0], max(0, dx):max(0, dx) + src.shape[1]] = src
-        return out
+        return out, int(round(dist))
     if op == "cut":
         # cut one structure of the class with a straight line, dropping 20-45 % of it
         parts = label(mask)
@@ -258,7 +270,7 @@ def _corrupt(rng: np.random.Generator, mask: np.ndarray, op: str, cls: str) -> n
         out = mask.copy()
         drop = proj > thresh
         out[ys[drop], xs[drop]] = False
-        return out
+        return out, ""
     if op == "blob":
         cy, cx = _boundary_point(rng, mask)
         yy, xx = np.mgrid[0:size, 0:size]
@@ -269,14 +281,14 @@ def _corrupt(rng: np.random.Generator, mask: np.ndarray, op: str, cls: str) -> n
         norm = np.hypot(vy, vx) + 1e-9
         cy, cx = cy + vy / norm * ry * 0.9, cx + vx / norm * rx * 0.9
         blob = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
-        return mask | blob
+        return mask | blob, int(round((ry + rx) / 2))
     if op == "missing":
         parts = label(mask)
         if parts.max() <= 1:
-            return np.zeros_like(mask)
+            return np.zeros_like(mask), ""
         sizes = np.bincount(parts.ravel())[1:]
         big = np.argsort(sizes)[::-1][:2] + 1  # one of the two main structures
-        return mask & (parts != big[int(rng.integers(len(big)))])
+        return mask & (parts != big[int(rng.integers(len(big)))]), ""
     raise ValueError(f"unknown corruption {op!r}")
 
 
@@ -326,8 +338,8 @@ def make_sample_dataset(
             for cls in CLASSES:
                 if ops[cls] == "none":
                     continue
-                bad_mask = _corrupt(crng, masks[cls], ops[cls], cls)
-                rows.append((name, cls, ops[cls], int((bad_mask ^ masks[cls]).sum())))
+                bad_mask, radius = _corrupt(crng, masks[cls], ops[cls], cls)
+                rows.append((name, cls, ops[cls], radius))
                 masks[cls] = bad_mask
         for cls in CLASSES:
             if ops[cls] == "none":

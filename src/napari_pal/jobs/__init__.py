@@ -1,1 +1,1 @@
-"""Jobs the widget runs in its worker, as generators of typed events (no Qt)."""
+"""Jobs the napari widget runs in its worker thread: generators of typed events (GUI-free)."""

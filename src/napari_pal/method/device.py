@@ -22,13 +22,21 @@ def pick_device(name: str = "auto") -> torch.device:
 
 @lru_cache(maxsize=1)
 def cpu_has_bf16() -> bool:
-    """True where the CPU does bfloat16 natively (AVX-512 BF16 or AMX); elsewhere bf16 is slow."""
+    """True where the CPU does bfloat16 natively (AVX-512 BF16 or AMX) and torch may use it;
+    elsewhere bf16 is slow. ``ATEN_CPU_CAPABILITY=avx2`` or ``ONEDNN_MAX_CPU_ISA=AVX2`` (how a
+    CPU without AVX-512 is emulated on one with it) count as "no", as on such a CPU."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as fh:
             flags = fh.read()
     except OSError:
         return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    if "avx512_bf16" not in flags and "amx_bf16" not in flags:
+        return False
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
+    if isa not in ("ALL", "DEFAULT") and not isa.startswith(("AVX512_CORE_BF16", "AVX512_CORE_AMX",
+                                                             "AVX10")):
+        return False
+    return "AVX512" in torch.backends.cpu.get_cpu_capability().upper()
 
 
 def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:

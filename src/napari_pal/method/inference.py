@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,16 @@ class TrainedModel:
             net.to(where, memory_format=torch.channels_last).eval()
         return cls(config, classes, segmenter, qam, where,
                    dev.autocast_dtype(where, config.precision), int(state.get("epoch", 0)))
+
+    @classmethod
+    def snapshot(cls, trainer) -> TrainedModel:
+        """The networks of a running :class:`~napari_pal.method.training.Trainer`, copied in
+        eval mode, so the folder can be scored mid-training while training goes on."""
+        segmenter, qam = copy.deepcopy(trainer.segmenter), copy.deepcopy(trainer.qam)
+        for net in (segmenter, qam):
+            net.eval()
+        return cls(trainer.config, list(trainer.data.classes), segmenter, qam, trainer.device,
+                   trainer.amp, int(trainer.epoch))
 
     @torch.no_grad()
     def predict_grid(self, images: torch.Tensor, masks: torch.Tensor | None = None

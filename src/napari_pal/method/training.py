@@ -12,15 +12,15 @@ import json
 import math
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from napari_pal.atomic import write_text
 from napari_pal.data.trainset import TrainingSet, augment
-from napari_pal.errors import CheckpointError, TrainingError
+from napari_pal.errors import CheckpointError, PalError, TrainingError
 from napari_pal.method import device as dev
 from napari_pal.method import distributed
 from napari_pal.method.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
@@ -48,6 +48,47 @@ class Progress:
     clean_weight: float | None = None  # mean weight of known-clean samples this epoch
     corrupt_weight: float | None = None
     state: str = "running"  # running | finished | stopped
+
+
+#: settings a resumed run may change: they decide where it runs, not what it learns
+RUNTIME_SETTINGS = ("device", "threads", "precision")
+
+
+def resume_config(saved: TrainConfig, given: Mapping[str, object], epochs_done: int, *,
+                  label: Callable[[str], str] = str) -> tuple[TrainConfig, list[str]]:
+    """The settings a resumed run continues with: the run's own, except ``epochs`` (to
+    extend it; never below what it has trained) and RUNTIME_SETTINGS. Any other setting in
+    ``given`` (what the user set explicitly) that differs is an error naming it (``label``
+    turns a setting name into the flag or field the user knows). Returns the config and
+    the plain sentences that say what changed."""
+    conflicts, notes, changes = [], [], {}
+    for name, value in given.items():
+        old = getattr(saved, name)
+        if value == old:
+            continue
+        if name == "epochs":
+            if int(value) <= epochs_done:
+                raise PalError(f"{label(name)} {value}: the run has already trained "
+                               f"{_n(epochs_done, 'epoch')}; give "
+                               f"more than {epochs_done} to extend it, or start a new run")
+            verb = "extending" if int(value) > old else "shortening"
+            notes.append(f"{verb} the run from {old} to {_n(int(value), 'epoch')} "
+                         "(the learning-rate schedule follows the new length)")
+        elif name in RUNTIME_SETTINGS:
+            notes.append(f"{label(name)} {value} for this session (the run used {old})")
+        else:
+            conflicts.append(f"{label(name)} {value} (the run has {old})")
+            continue
+        changes[name] = value
+    if conflicts:
+        raise PalError("a resumed run keeps the settings it was started with, and these "
+                       f"contradict them: {'; '.join(conflicts)}. Fix: leave them out to "
+                       "continue the run, or start a new run elsewhere")
+    config = replace(saved, **changes)
+    if config.epochs <= epochs_done:
+        raise PalError(f"the run has finished {_n(config.epochs, 'epoch')}; give "
+                       f"{label('epochs')} N with N > {config.epochs} to extend it")
+    return config, notes
 
 
 def build_networks(config: TrainConfig, classes: int) -> tuple[UNet, QualityNet]:
@@ -91,6 +132,10 @@ class Trainer:
         self.epoch, self.step_in_epoch, self.history = 0, 0, []
         if resume and (self.run_dir / CHECKPOINT_NAME).exists():
             self._restore(load_checkpoint(self.run_dir / CHECKPOINT_NAME))
+        if self.epoch > config.epochs:
+            raise TrainingError(f"{self.checkpoint_path} has trained "
+                                f"{_n(self.epoch, 'epoch')}, more than the {config.epochs} "
+                                "asked for")
         for net in (self.segmenter, self.qam):
             net.to(self.device, memory_format=torch.channels_last)
         # what runs forward: the networks, or their DDP wrappers (checkpoints save the former)
@@ -268,6 +313,10 @@ class Trainer:
         hist = self.run_dir / "history.json"
         self.history = json.loads(hist.read_text()) if hist.exists() else []
         self.history = [h for h in self.history if h["epoch"] <= self.epoch]
+
+
+def _n(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _mean(values: list[float]) -> float | None:

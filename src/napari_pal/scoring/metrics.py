@@ -53,7 +53,8 @@ class Evaluation:
         head = " | ".join(["", *self.classes, "mean"])
         vals = " | ".join(["Dice", *(f"{v:.4f}" for v in self.per_class.values()),
                            f"{self.mean:.4f}"])
-        return f"{len(self.names)} images\n{head}\n{vals}"
+        n = len(self.names)
+        return f"{n} image{'' if n == 1 else 's'}\n{head}\n{vals}"
 
     def to_csv(self) -> str:
         buf = io.StringIO()

@@ -1,0 +1,145 @@
+"""The review state every panel shares: one object, changed through its methods, with
+signals (psygnal: no Qt, so it is tested and reasoned about without a display).
+
+It holds what the review is about: the dataset shown (``meta``, its lazily opened
+:class:`Dataset`), the mask layer chosen for each class, the quality scores, the predictions
+and disagreement maps, the review status of each image, and the current run folder. It holds
+no widgets and no viewer; panels read it and call its methods, and listen to its signals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from psygnal import Signal
+
+from napari_pal.errors import PalError
+from napari_pal.review.stack import region
+
+UNREVIEWED, REVIEWED = "unreviewed", "reviewed"
+
+
+class ReviewState:
+    """What is under review; see the module doc."""
+
+    #: another dataset is about to be shown: the last chance to save what belongs to this one
+    about_to_change = Signal()
+    #: a new dataset is shown (or none): ``meta`` changed, everything else was reset
+    dataset_changed = Signal()
+    #: the mask layer chosen for some class changed
+    masks_changed = Signal()
+    #: a score or prediction map arrived (image index) / every image is scored (run folder)
+    image_scored = Signal(int)
+    scores_ready = Signal(object)
+    #: the review status of one image changed (its name)
+    status_changed = Signal(str)
+    #: the masks were exported to a folder: the autosave of the dataset is not needed
+    exported = Signal(object)
+    #: a job started (True) or ended (False)
+    busy_changed = Signal(bool)
+
+    def __init__(self) -> None:
+        self.meta: dict[str, Any] | None = None
+        self.image_layer: Any = None
+        self.mask_layer_choice: list[Any] = []
+        self.scores: dict[str, Any] = {}
+        self.status: dict[str, str] = {}
+        self.pred: np.ndarray | None = None  # uint8 (C, N, H, W): predicted masks
+        self.dis: np.ndarray | None = None  # float32 (N, H, W): disagreement maps
+        self.last_run: Path | None = None
+        self.busy = False
+        self._dataset = None
+
+    # --- the dataset ----------------------------------------------------------------------
+    def set_dataset(self, image_layer: Any, meta: Mapping[str, Any] | None) -> None:
+        """Show another dataset: scores, predictions and status start afresh."""
+        self.about_to_change.emit()
+        self.image_layer = image_layer
+        self.meta = None if meta is None else dict(meta)
+        self._dataset = None
+        self.scores, self.pred, self.dis = {}, None, None
+        self.status = {} if self.meta is None else {n: UNREVIEWED for n in self.meta["names"]}
+        self.mask_layer_choice = []
+        self.dataset_changed.emit()
+
+    @property
+    def classes(self) -> list[str]:
+        return [] if self.meta is None else list(self.meta["classes"])
+
+    @property
+    def names(self) -> list[str]:
+        return [] if self.meta is None else list(self.meta["names"])
+
+    def dataset(self):
+        """The engine's Dataset of the stack (opened once, when first needed)."""
+        if self.meta is None:
+            raise PalError("open a dataset folder first")
+        if self._dataset is None:
+            from napari_pal.review.stack import dataset_from_meta
+
+            self._dataset = dataset_from_meta(self.meta)
+        return self._dataset
+
+    # --- the mask layers ------------------------------------------------------------------
+    def set_mask_layers(self, layers: list[Any]) -> None:
+        if [id(x) for x in layers] != [id(x) for x in self.mask_layer_choice]:
+            self.mask_layer_choice = list(layers)
+            self.masks_changed.emit()
+
+    def mask_layers(self) -> list:
+        """The Labels layer of each class; a PalError while one is missing."""
+        layers = self.mask_layer_choice
+        if self.meta is None or len(layers) != len(self.classes) \
+                or any(ly is None for ly in layers):
+            raise PalError("choose the Labels layer that holds each class's masks (Data box), "
+                           "or open a dataset folder first")
+        return list(layers)
+
+    def is_mask_layer(self, layer: Any) -> bool:
+        return any(ly is layer for ly in self.mask_layer_choice)
+
+    def layer_masks(self):
+        """The masks as painted now: what training, scoring and export read."""
+        from napari_pal.review.stack import LayerMasks
+
+        return LayerMasks(self.meta, [ly.data for ly in self.mask_layers()])
+
+    # --- results ----------------------------------------------------------------------------
+    def clear_results(self) -> None:
+        self.scores = {}
+
+    def add_analysis(self, i: int, analysis: Any) -> None:
+        """Keep image ``i``'s score, predicted masks and disagreement map."""
+        meta = self.meta
+        shape = tuple(self.image_layer.data.shape)
+        if self.pred is None or self.pred.shape[1:] != shape:
+            self.pred = np.zeros((len(meta["classes"]), *shape), np.uint8)
+            self.dis = np.zeros(shape, np.float32)
+        rows, cols = region(meta, i)
+        self.pred[:, i, rows, cols] = analysis.probs > 0.5
+        self.dis[i, rows, cols] = analysis.disagreement
+        self.scores[analysis.score.name] = analysis.score
+        self.image_scored.emit(i)
+
+    def finish_scoring(self, run_dir: Path) -> None:
+        self.last_run = Path(run_dir)
+        self.scores_ready.emit(self.last_run)
+
+    def worst_first(self, unreviewed_only: bool = False) -> list:
+        return sorted((s for s in self.scores.values()
+                       if not unreviewed_only or self.status.get(s.name) != REVIEWED),
+                      key=lambda s: s.quality)
+
+    # --- review status ----------------------------------------------------------------------
+    def set_status(self, name: str, status: str) -> None:
+        if self.status.get(name) != status:
+            self.status[name] = status
+            self.status_changed.emit(name)
+
+    def set_busy(self, busy: bool) -> None:
+        if busy != self.busy:
+            self.busy = busy
+            self.busy_changed.emit(busy)

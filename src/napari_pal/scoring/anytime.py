@@ -1,0 +1,128 @@
+"""A ranking that arrives while training runs: the folder re-scored on the current model.
+
+An annotator should start on the worst masks minutes after pressing Train, not when
+training ends. :func:`train_with_refreshes` passes the trainer's progress events through
+and, at epoch ends, re-scores the folder with a snapshot of the networks (same thread, so
+no second copy of the work competes for the cores), yielding a :class:`RankingRefresh`
+that says how settled the ranking is: how much of its top changed since the last refresh.
+Refreshes are spaced so that scoring takes at most ``max_share`` of the time.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from napari_pal.data.dataset import Dataset
+from napari_pal.scoring.quality import ImageScore, analyse
+
+
+@dataclass
+class RankingRefresh:
+    """The folder's ranking on the model of one moment of training."""
+
+    epoch: int  # epochs completed when the snapshot was taken
+    epochs: int
+    step: int
+    train_s: float  # training time so far (scoring excluded)
+    score_s: float  # how long this refresh took
+    scores: list[ImageScore]
+    top_k: int
+    top_changed: float | None = None  # share of the top-k new since the last refresh
+    rank_correlation: float | None = None  # Spearman's rho against the last refresh
+    final: bool = False
+    worst: list[str] = field(default_factory=list)  # the top-k names, worst first
+
+    @property
+    def settled(self) -> bool:
+        """True when the top of the list barely moved (at most one name in ten changed)."""
+        return self.top_changed is not None and self.top_changed <= 0.1
+
+
+def top_k_of(n: int) -> int:
+    """How many masks count as "the top of the list": a tenth of the folder, 5 to 50."""
+    return max(1, min(n, max(5, min(50, math.ceil(n / 10)))))
+
+
+def order_of(scores: Sequence[ImageScore]) -> list[str]:
+    """Names worst first (ties by name, as in scores.csv)."""
+    return [s.name for s in sorted(scores, key=lambda s: (s.quality, s.name))]
+
+
+def compare(previous: Sequence[str], current: Sequence[str], k: int
+            ) -> tuple[float | None, float | None]:
+    """(share of the current top-k absent from the previous top-k, Spearman's rho over the
+    names both rankings hold); None where there is no previous ranking."""
+    if not previous:
+        return None, None
+    changed = len(set(current[:k]) - set(previous[:k])) / max(1, min(k, len(current)))
+    common = [n for n in current if n in set(previous)]
+    if len(common) < 3:
+        return changed, None
+    rank_prev = {n: i for i, n in enumerate(n for n in previous if n in set(common))}
+    a = np.arange(len(common), dtype=float)
+    b = np.array([rank_prev[n] for n in common], dtype=float)
+    rho = float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else None
+    return changed, rho
+
+
+def score_now(trainer, dataset: Dataset,
+              overrides: Mapping[str, np.ndarray] | None = None) -> list[ImageScore]:
+    """Scores of every image of ``dataset`` on the trainer's current networks."""
+    from napari_pal.method.inference import TrainedModel
+
+    model = TrainedModel.snapshot(trainer)
+    return [a.score for a in analyse(model, dataset, maps=False, overrides=overrides)]
+
+
+def train_with_refreshes(trainer, dataset: Dataset, *, every_s: float = 60.0,
+                         max_share: float = 0.25, first_epoch: int = 1,
+                         overrides: Mapping[str, np.ndarray] | None = None,
+                         ) -> Iterator[object]:
+    """Run ``trainer`` and yield its progress events, plus a :class:`RankingRefresh` at the
+    first epoch end at or after ``first_epoch``, then at each epoch end when ``every_s``
+    seconds of training have passed since the last one and that one took at most
+    ``max_share`` of them, and always once when training finishes (``final=True``; not
+    when it is stopped: the caller scores the saved checkpoint then).
+
+    ``dataset`` is what gets ranked: the training folder itself (the annotated images).
+    """
+    previous: list[str] = []
+    last_at = -math.inf  # training time of the last refresh
+    last_cost = 0.0
+    scoring_s = 0.0
+    start = time.perf_counter()
+    k = top_k_of(len(dataset))
+
+    def refresh(ev, final: bool) -> RankingRefresh:
+        nonlocal previous, last_at, last_cost, scoring_s
+        t0 = time.perf_counter()
+        train_s = t0 - start - scoring_s
+        scores = score_now(trainer, dataset, overrides)
+        order = order_of(scores)
+        changed, rho = compare(previous, order, k)
+        last_cost = time.perf_counter() - t0
+        scoring_s += last_cost
+        previous, last_at = order, train_s
+        return RankingRefresh(epoch=trainer.epoch, epochs=ev.epochs, step=ev.step,
+                              train_s=train_s, score_s=last_cost, scores=scores, top_k=k,
+                              top_changed=changed, rank_correlation=rho, final=final,
+                              worst=order[:k])
+
+    last_ev = None
+    for ev in trainer.run():
+        yield ev
+        last_ev = ev
+        if (ev.state != "running" or not ev.epoch_end or trainer.epoch < first_epoch
+                or trainer.epoch >= ev.epochs):  # the last epoch's refresh is the final one
+            continue
+        train_s = time.perf_counter() - start - scoring_s
+        since = train_s - last_at
+        if since >= every_s and last_cost <= max_share * since:
+            yield refresh(ev, final=False)
+    if last_ev is not None and last_ev.state == "finished":
+        yield refresh(last_ev, final=True)

@@ -1,0 +1,101 @@
+"""The anytime ranking (re-scored while training) and the time-budget planner."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from napari_pal.data.dataset import open_dataset
+from napari_pal.data.trainset import load_training_set
+from napari_pal.errors import PalError
+from napari_pal.method.budget import FULL_EPOCHS, MIN_EPOCHS, calibrate, plan_for_minutes
+from napari_pal.method.config import TrainConfig
+from napari_pal.method.training import Trainer
+from napari_pal.scoring.anytime import compare, top_k_of, train_with_refreshes
+
+
+def tiny_config(**kw) -> TrainConfig:
+    base = dict(epochs=3, size=32, batch_size=4, width=4, depth=2, qam_width=4,
+                warmup_epochs=1, precision="fp32", threads=1)
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def small(sample_dir):
+    ds = open_dataset(sample_dir)
+    return ds.subset(ds.names[:8])
+
+
+def test_compare_counts_new_names_at_the_top_and_rank_agreement():
+    assert compare([], ["a", "b"], 1) == (None, None)
+    changed, rho = compare(["a", "b", "c", "d"], ["a", "b", "c", "d"], 2)
+    assert changed == 0 and rho == pytest.approx(1.0)
+    changed, rho = compare(["a", "b", "c", "d"], ["d", "c", "b", "a"], 2)
+    assert changed == 1.0 and rho == pytest.approx(-1.0)
+    assert top_k_of(8) == 5 and top_k_of(165) == 17 and top_k_of(10_000) == 50
+
+
+def test_refreshes_during_training_rank_the_whole_folder(small, tmp_path):
+    config = tiny_config()
+    trainer = Trainer(load_training_set(small, config.size), config, tmp_path / "run")
+    events = list(train_with_refreshes(trainer, small, every_s=0.0, max_share=float("inf")))
+    refreshes = [e for e in events if hasattr(e, "scores")]
+    progress = [e for e in events if not hasattr(e, "scores")]
+    assert [r.epoch for r in refreshes] == [1, 2, 3]  # each epoch end; the last is the final one
+    assert [r.final for r in refreshes] == [False, False, True]
+    assert refreshes[0].top_changed is None
+    for r in refreshes:
+        assert sorted(s.name for s in r.scores) == sorted(small.names)
+        assert r.worst == [s.name for s in sorted(r.scores, key=lambda s: (s.quality, s.name))
+                           ][:r.top_k]
+        assert r.score_s > 0 and r.train_s > 0
+    for r in refreshes[1:]:
+        assert 0.0 <= r.top_changed <= 1.0
+    assert progress[-1].state == "finished"
+    assert sum(e.state == "running" for e in progress) == 3 * 2  # 8 images, batch 4
+
+
+def test_refreshing_does_not_change_what_is_trained(small, tmp_path):
+    config = tiny_config(epochs=2)
+    data = load_training_set(small, config.size)
+    plain = Trainer(data, config, tmp_path / "plain")
+    list(plain.run())
+    scored = Trainer(data, config, tmp_path / "scored")
+    list(train_with_refreshes(scored, small, every_s=0.0, max_share=float("inf")))
+    for a, b in zip(plain.segmenter.state_dict().values(),
+                    scored.segmenter.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_refreshes_are_spaced_by_time(small, tmp_path):
+    config = tiny_config(epochs=3)
+    trainer = Trainer(load_training_set(small, config.size), config, tmp_path / "run")
+    refreshes = [e for e in train_with_refreshes(trainer, small, every_s=3600.0)
+                 if hasattr(e, "scores")]
+    assert [(r.epoch, r.final) for r in refreshes] == [(1, False), (3, True)]
+
+
+def test_plan_takes_the_largest_size_whose_full_schedule_fits():
+    rates = {256: 2.0, 128: 16.0}  # images/s: a 2-core CPU without AVX-512
+    five = plan_for_minutes(5, 165, rates)
+    assert five.config.size == 128 and MIN_EPOCHS <= five.config.epochs < FULL_EPOCHS
+    assert five.expected_minutes <= 5
+    hour = plan_for_minutes(120, 165, rates)
+    assert (hour.config.size, hour.config.epochs) == (256, FULL_EPOCHS)
+    gpu = plan_for_minutes(5, 165, {256: 400.0, 128: 1500.0})
+    assert (gpu.config.size, gpu.config.epochs) == (256, FULL_EPOCHS)
+    short = plan_for_minutes(0.1, 165, rates)
+    assert short.config.epochs == MIN_EPOCHS and "short" in short.reason
+    base = dataclasses.replace(TrainConfig(), lam=0.5, threads=1)
+    assert plan_for_minutes(5, 165, rates, base).config.lam == 0.5
+    with pytest.raises(PalError, match="positive"):
+        plan_for_minutes(0, 165, rates)
+
+
+def test_calibrate_measures_each_size_and_writes_nothing(small, sample_dir, tree_hash):
+    before = tree_hash(sample_dir)
+    rates = calibrate(small, tiny_config(), sizes=(64, 32), images=4, steps=1)
+    assert set(rates) == {64, 32} and all(r > 0 for r in rates.values())
+    assert tree_hash(sample_dir) == before
