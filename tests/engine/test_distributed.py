@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -234,6 +235,16 @@ def test_torchrun_train_command_on_two_ranks(two_ranks):
     assert rank0["code"] == rank1["code"] == 0
     assert "saved" in rank0["stderr"] and rank1["stderr"] == ""  # rank 0 speaks for all
     assert TrainedModel.load(root / "cli").classes == ["lungs", "heart", "clavicles"]
+
+
+def test_python_m_napari_pal_without_torchrun_is_the_cli_and_loads_no_torch():
+    code = ("import json, sys\nfrom napari_pal.__main__ import main\n"
+            "try:\n    rc = main(['--help'])\nexcept SystemExit as exc:\n    rc = exc.code\n"
+            "print(json.dumps([rc, 'torch' in sys.modules]))\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=120).stdout
+    assert json.loads(out.strip().splitlines()[-1]) == [0, False]
 
 
 def test_only_train_runs_on_ranks(capsys):
