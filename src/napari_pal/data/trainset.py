@@ -82,17 +82,21 @@ def load_training_set(
     return TrainingSet(list(dataset.names), list(dataset.classes), frames, images, masks)
 
 
-def augment(images: torch.Tensor, masks: torch.Tensor,
-            generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def augment(images: torch.Tensor, masks: torch.Tensor, generator: torch.Generator,
+            offset: int = 0, total: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Small random affine moves and contrast/gamma changes, batched on the device.
 
     No flips: a chest has a left and a right (the heart sits on one side). Augmentation
     slows memorisation of a wrong mask, which is what lets its disagreement show.
+    ``images`` may be rows ``offset:offset+len(images)`` of a batch of ``total`` (one rank's
+    share in data-parallel training): the draws are those of the whole batch, so each
+    image is moved exactly as in a single-process run.
     """
     n = images.shape[0]
+    total = n if total is None else total
 
     def uniform(lo: float, hi: float) -> torch.Tensor:
-        return lo + (hi - lo) * torch.rand(n, generator=generator)
+        return (lo + (hi - lo) * torch.rand(total, generator=generator))[offset:offset + n]
 
     angle = uniform(-math.radians(6), math.radians(6))
     scale = uniform(0.93, 1.07)
