@@ -127,6 +127,10 @@ class Trainer:
         self.amp = dev.autocast_dtype(self.device, config.precision)
         self._stop = threading.Event()
         self.segmenter, self.qam = build_networks(config, len(data.classes))
+        # on the device before the optimizer restores its state: Adam's moments follow
+        # their parameters' device when loaded (resuming a GPU run kept them on the CPU)
+        for net in (self.segmenter, self.qam):
+            net.to(self.device, memory_format=torch.channels_last)
         self.optimizer = torch.optim.Adam(
             list(self.segmenter.parameters()) + list(self.qam.parameters()), lr=config.lr)
         self.epoch, self.step_in_epoch, self.history = 0, 0, []
@@ -136,8 +140,6 @@ class Trainer:
             raise TrainingError(f"{self.checkpoint_path} has trained "
                                 f"{_n(self.epoch, 'epoch')}, more than the {config.epochs} "
                                 "asked for")
-        for net in (self.segmenter, self.qam):
-            net.to(self.device, memory_format=torch.channels_last)
         # what runs forward: the networks, or their DDP wrappers (checkpoints save the former)
         self._nets = ((self.segmenter, self.qam) if self.group is None else
                       (self.group.wrap(self.segmenter), self.group.wrap(self.qam)))
