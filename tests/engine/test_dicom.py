@@ -194,3 +194,32 @@ def test_open_dataset_reports_a_bad_dicom_among_good_ones(tmp_path: Path) -> Non
         Image.fromarray(m).save(root / "masks" / f"{n}.png")
     with pytest.raises(DatasetError, match="multi.dcm.*2 frames"):
         open_dataset(root)
+
+
+def test_a_dicom_folder_trains_and_scores(tmp_path: Path) -> None:
+    from napari_pal.data.trainset import load_training_set
+    from napari_pal.method.config import TrainConfig
+    from napari_pal.method.inference import TrainedModel
+    from napari_pal.method.training import Trainer
+    from napari_pal.scoring.quality import analyse
+
+    root = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    for k in range(4):
+        stored = (rng.random((40, 36)) * 3000).astype(np.uint16)
+        stored[8:30, 6:30] += 1000
+        write_dcm(root / "images" / f"im{k}.dcm", stored, photometric="MONOCHROME1",
+                  bits_stored=12, RescaleSlope=1, RescaleIntercept=-1024,
+                  WindowCenter=1000, WindowWidth=3000)
+        m = np.zeros((40, 36), np.uint8)
+        m[8:30, 6:30] = 255
+        (root / "masks" / "lungs").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(m).save(root / "masks" / "lungs" / f"im{k}.png")
+    ds = open_dataset(root)
+    config = TrainConfig(epochs=1, size=32, batch_size=4, width=4, depth=2, qam_width=4,
+                         warmup_epochs=0, precision="fp32", threads=1)
+    events = list(Trainer(load_training_set(ds, 32), config, tmp_path / "run").run())
+    assert events[-1].state == "finished" and events[0].step == 1
+    model = TrainedModel.load(tmp_path / "run")
+    scores = [a.score for a in analyse(model, ds, maps=False)]
+    assert [s.name for s in scores] == ds.names

@@ -121,6 +121,8 @@ class Trainer:
                     yield self._event(epoch, b, per_epoch, total, start, done_at_start,
                                       math.nan, state="stopped")
                     return
+                if b + 1 < len(batches):
+                    self.data.prefetch(batches[b + 1])  # read it while this step computes
                 loss, weights, names, weighting = self._step(epoch, b, per_epoch, total, batches[b])
                 sums["loss"] += loss
                 sums["n"] += 1
@@ -167,7 +169,7 @@ class Trainer:
         step = epoch * per_epoch + b
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr(step, total)
-        images, masks = self.data.images[idx], self.data.masks[idx].float()
+        images, masks = self.data.batch(idx)
         if cfg.augment:
             gen = torch.Generator().manual_seed(cfg.seed * 7_919 + step * 104_729 + 1)
             images, masks = augment(images, masks, gen)
