@@ -160,3 +160,25 @@ def test_training_from_the_cache_matches_training_from_tensors(data: Path, tmp_p
         losses.append([e.loss for e in Trainer(d, config, tmp_path / out).run()
                        if e.state == "running"])
     assert losses[0] == losses[1] and len(losses[0]) == 4
+
+
+def test_scoring_streams_image_by_image(data: Path, tmp_path: Path, monkeypatch) -> None:
+    """The first score comes after reading one batch of images, not the whole folder."""
+    from napari_pal.data.dataset import Dataset
+    from napari_pal.method.inference import TrainedModel
+    from napari_pal.scoring.quality import analyse
+
+    ds = open_dataset(data)
+    config = TrainConfig(epochs=1, size=SIZE, batch_size=5, width=4, depth=2, qam_width=4,
+                         warmup_epochs=0, precision="fp32", threads=1)
+    list(Trainer(load_training_set(ds, SIZE, cache_dir=tmp_path / "c"), config,
+                 tmp_path / "run").run())
+    model = TrainedModel.load(tmp_path / "run")
+    reads: list[int] = []
+    real = Dataset.read_image
+    monkeypatch.setattr(Dataset, "read_image", lambda self, i: reads.append(i) or real(self, i))
+    scores = analyse(model, ds, maps=True, batch=2)
+    first = next(scores)
+    assert first.score.name == ds.names[0] and first.probs.shape[0] == 3
+    assert len(reads) == 2  # one batch
+    assert len(list(scores)) == 4 and len(reads) == 5

@@ -45,13 +45,13 @@ def _link(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def make_folder(work: Path, n: int, size: int) -> Path:
-    """work/n<N>: N images with masks (copies of BASE_IMAGES synthetic chests, renamed)."""
+def make_folder(work: Path, n: int, size: int, base_images: int = BASE_IMAGES) -> Path:
+    """work/n<N>: N images with masks (copies of a few synthetic chests, renamed)."""
     from napari_pal.data.synthetic import make_sample_dataset
 
     base = work / f"base-{size}"
     if not (base / "classes.txt").is_file():
-        make_sample_dataset(base, n=BASE_IMAGES, size=size, seed=0, bad_fraction=0.3)
+        make_sample_dataset(base, n=base_images, size=size, seed=0, bad_fraction=0.3)
     folder = work / f"n{n}"
     if (folder / "classes.txt").is_file() and len(list((folder / "images").iterdir())) == n:
         return folder
@@ -69,7 +69,8 @@ def make_folder(work: Path, n: int, size: int) -> Path:
     return folder
 
 
-def child(folder: Path, size: int, steps: int, threads: int, score: bool) -> dict:
+def child(folder: Path, size: int, steps: int, threads: int, score: bool,
+          width: int | None = None) -> dict:
     """One N, in this process: time and peak memory of each stage."""
     import torch  # noqa: F401 - import cost counted before the first stage
 
@@ -98,7 +99,8 @@ def child(folder: Path, size: int, steps: int, threads: int, score: bool) -> dic
     t0 = time.perf_counter()
     data = load_training_set(ds, size)
     stage("cache_reuse", t0)
-    config = TrainConfig(epochs=1, size=size, threads=threads, seed=0)
+    config = TrainConfig(epochs=1, size=size, threads=threads, seed=0,
+                         **({"width": width, "qam_width": width} if width else {}))
     run = Path(tempfile.mkdtemp(prefix="pal-scale-run-"))
     trainer = Trainer(data, config, run)
     t0, done = time.perf_counter(), 0
