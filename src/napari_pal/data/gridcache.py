@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from napari_pal.atomic import atomic_path
+from napari_pal.atomic import atomic_path, clean_stale
 from napari_pal.errors import PalError
 
 if TYPE_CHECKING:
@@ -188,6 +188,7 @@ def open_grid_cache(dataset: Dataset, size: int, *,
             if k is not None and old.fingerprints[k] == prints[i]:
                 reuse[name] = k
     n = len(dataset)
+    clean_stale(path.parent)  # half-built caches of killed runs (an hour old or more)
     meta = {"format": FORMAT, "size": size, "classes": len(dataset.classes),
             "names": list(dataset.names), "fingerprints": prints,
             "shapes": [list(old.shapes[reuse[nm]]) if nm in reuse else None
