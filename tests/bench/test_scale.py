@@ -25,3 +25,12 @@ def test_child_reports_every_stage(tmp_path: Path, monkeypatch) -> None:
         assert r[f"{stage}_s"] >= 0 and r[f"peak_mb_after_{stage}"] > 0
     assert r["peak_mb"] >= r["peak_mb_after_import"]
     assert len(list((tmp_path / "grids").glob("*.grid"))) == 1
+
+
+def test_speed_compares_both_ways_of_holding_the_samples(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("NAPARI_PAL_GRID_CACHE", str(tmp_path / "grids"))
+    folder = scale.make_folder(tmp_path, 6, 32, base_images=3)
+    r = scale.speed(folder, 32, epochs=2, threads=1, rounds=1)
+    for k in ("in_memory", "grid_cache"):
+        assert len(r[f"{k}_images_per_s"]) == 1 and r[f"{k}_median"] > 0
+        assert r[f"{k}_batch_read_ms_median"] > 0

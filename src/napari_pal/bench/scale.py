@@ -128,7 +128,10 @@ def child(folder: Path, size: int, steps: int, threads: int, score: bool,
 
 
 def speed(folder: Path, size: int, epochs: int, threads: int, rounds: int) -> dict:
-    """Images/s of the training step: samples as in-memory float32 tensors vs. the grid cache."""
+    """Images/s of the training step: samples as in-memory float32 tensors vs. the grid cache,
+    and the time to get one batch of each."""
+    import torch
+
     from napari_pal.data.dataset import open_dataset
     from napari_pal.data.trainset import TrainingSet, load_training_set
     from napari_pal.method.config import TrainConfig
@@ -138,6 +141,16 @@ def speed(folder: Path, size: int, epochs: int, threads: int, rounds: int) -> di
     dense = TrainingSet(cached.names, cached.classes, cached.frames, cached.images[:],
                         cached.masks[:])
     config = TrainConfig(epochs=epochs, size=size, threads=threads, seed=0)
+    read_ms = {}
+    gen = torch.Generator().manual_seed(0)
+    for name, data in (("in_memory", dense), ("grid_cache", cached)):
+        times = []
+        for _ in range(200):  # what one step waits for without the prefetch
+            idx = torch.randperm(len(data), generator=gen)[: config.batch_size]
+            t0 = time.perf_counter()
+            data.batch(idx)
+            times.append(1000 * (time.perf_counter() - t0))
+        read_ms[f"{name}_batch_read_ms_median"] = round(statistics.median(times), 2)
     rates: dict[str, list[float]] = {"in_memory": [], "grid_cache": []}
     for _ in range(rounds):  # alternate, so load from other processes hits both alike
         for name, data in (("in_memory", dense), ("grid_cache", cached)):
@@ -149,7 +162,7 @@ def speed(folder: Path, size: int, epochs: int, threads: int, rounds: int) -> di
             per_epoch = [b - a for a, b in zip(ends[1:], ends[2:])]  # the first warms up
             rates[name].append(len(data) / statistics.median(per_epoch))
     return {"data": str(folder), "images": len(cached), "size": size, "epochs": epochs,
-            "threads": threads, "batch_size": config.batch_size, "rounds": rounds,
+            "threads": threads, "batch_size": config.batch_size, "rounds": rounds, **read_ms,
             **{f"{k}_images_per_s": [round(r, 2) for r in v] for k, v in rates.items()},
             **{f"{k}_median": round(statistics.median(v), 2) for k, v in rates.items()}}
 
