@@ -54,6 +54,9 @@ def test_samples_match_gridding_in_memory(data: Path, tmp_path: Path) -> None:
         assert np.abs(images[k, 0].numpy() - img).max() <= 0.5 / 255 + 1e-6  # uint8 steps
         np.testing.assert_array_equal(masks[k].numpy(), msk.astype(np.float32))
     assert ts.masks[1].shape == (3, SIZE, SIZE) and ts.images[:].shape == (5, 1, SIZE, SIZE)
+    for i in (np.int64(2), torch.tensor(2)):
+        assert ts.images[i].shape == (1, SIZE, SIZE) and ts.masks[i].shape == (3, SIZE, SIZE)
+    assert ts.images[np.array([1, 2])].shape == (2, 1, SIZE, SIZE)
 
 
 def test_built_once_reused_and_updated_only_for_changed_files(

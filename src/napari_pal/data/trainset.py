@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from napari_pal.data.gridcache import GridCache
 
 
+def _scalar(idx) -> bool:
+    return isinstance(idx, (int, np.integer)) or (isinstance(idx, torch.Tensor) and idx.ndim == 0)
+
+
 def _positions(idx, n: int) -> list[int]:
     if isinstance(idx, slice):
         return list(range(n))[idx]
@@ -46,7 +50,7 @@ class GridImages:
     def __getitem__(self, idx) -> torch.Tensor:
         images, _ = self.cache.read(_positions(idx, len(self)))
         out = torch.from_numpy(images).unsqueeze(1).float().div_(255.0)
-        return out[0] if isinstance(idx, int) else out
+        return out[0] if _scalar(idx) else out
 
     def numpy(self) -> np.ndarray:
         return self[:].numpy()
@@ -70,7 +74,7 @@ class GridMasks:
             if i in self.overrides:
                 masks[k] = self.overrides[i]
         out = torch.from_numpy(masks.view(np.uint8))
-        return out[0] if isinstance(idx, int) else out
+        return out[0] if _scalar(idx) else out
 
     def numpy(self) -> np.ndarray:
         return self[:].numpy()
