@@ -178,6 +178,8 @@ class Trainer:
                     yield self._event(epoch, b, per_epoch, total, start, done_at_start,
                                       math.nan, state="stopped")
                     return
+                if b + 1 < len(batches):  # read the next batch while this step computes
+                    self.data.prefetch(self._share(batches[b + 1])[0])
                 loss, weights, names, weighting = self._step(epoch, b, per_epoch, total, batches[b])
                 sums["loss"] += loss
                 sums["n"] += 1
@@ -213,6 +215,11 @@ class Trainer:
             batches[-2] = torch.cat([batches[-2], batches.pop()])
         return batches
 
+    def _share(self, idx: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """One process: the whole batch; data-parallel: this rank's slice of the global
+        batch and where it starts."""
+        return (idx, 0) if self.group is None else self.group.share(idx)
+
     def _lr(self, step: int, total: int) -> float:
         """Cosine decay from lr to lr/100 over the whole run (a function of the step, so
         a resumed run follows the same schedule)."""
@@ -224,9 +231,8 @@ class Trainer:
         step = epoch * per_epoch + b
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr(step, total)
-        # one process: the whole batch; data-parallel: this rank's slice of the global batch
-        mine, offset = (idx, 0) if self.group is None else self.group.share(idx)
-        images, masks = self.data.images[mine], self.data.masks[mine].float()
+        mine, offset = self._share(idx)
+        images, masks = self.data.batch(mine)
         if cfg.augment:
             gen = torch.Generator().manual_seed(cfg.seed * 7_919 + step * 104_729 + 1)
             images, masks = augment(images, masks, gen, offset, len(idx))
