@@ -112,7 +112,7 @@ def run(a: argparse.Namespace) -> int:
     truth_file = Path(a.truth) if a.truth else Path(a.data) / "corruption.csv"
     truth = read_corruption_csv(truth_file) if truth_file.is_file() else None
     with tqdm(total=len(ds), desc="reading", unit="img", leave=False) as bar:
-        data = load_training_set(ds, config.size, progress=lambda i, n: bar.update(1))
+        data = load_training_set(ds, config.size, progress=lambda i, n: bar.update(i - bar.n))
     trainer = Trainer(data, config, out, truth=truth, resume=a.resume)
     previous = signal.signal(signal.SIGINT, lambda *_: trainer.stop())
     amp = f" with {str(trainer.amp).replace('torch.', '')}" if trainer.amp else ""
