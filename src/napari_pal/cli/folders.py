@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from napari_pal.cli.console import plural
-from napari_pal.cli.outputs import check_file, outside
+from napari_pal.outputs import check_file, outside
 
 
 def add_parsers(sub: argparse._SubParsersAction, common) -> None:

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 
 from napari_pal.cli.console import plural, say, table
-from napari_pal.cli.outputs import check_file, check_folder, new_folder, outside
+from napari_pal.outputs import check_file, check_folder, new_folder, outside
 
 WORST_SHOWN = 10
 

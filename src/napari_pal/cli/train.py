@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from napari_pal.cli.console import plural, say
-from napari_pal.cli.outputs import outside
 from napari_pal.errors import PalError
+from napari_pal.outputs import outside
 
 #: setting name -> the flag the CLI has always used for it
 FLAGS = {"warmup_epochs": "--warmup"}
