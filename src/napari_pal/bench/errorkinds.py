@@ -131,7 +131,8 @@ def kind_metrics(sc: Scored, kind: str | None, level: str) -> dict[str, tuple[fl
 def markdown(sc: Scored, level: str) -> str:
     """One row per kind (and one for all kinds): ROC AUC / AP of every signal."""
     present = [k for k in _kind_order(sc) if (sc.kinds == k).any()]
-    head = f"| kind | n ({'class masks' if level == 'class' else 'images'}) | " + " | ".join(SIGNALS.values()) + " |"
+    unit = "class masks" if level == "class" else "images"
+    head = f"| kind | n ({unit}) | " + " | ".join(SIGNALS.values()) + " |"
     lines = [head, "|" + "---|" * (2 + len(SIGNALS))]
     for kind in [*present, None]:
         m = kind_metrics(sc, kind, "class" if level == "class" else "image")
