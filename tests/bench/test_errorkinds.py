@@ -55,6 +55,11 @@ def test_benchmark_runs_end_to_end_at_tiny_settings(tmp_path, capsys):
         return [line for line in text.splitlines() if line.startswith("|")]
 
     assert cells((tmp_path / "b2" / "table.md").read_text()) == cells(table)
+    # out of fold: two fold models, each scoring the images it did not train on
+    assert errorkinds.main([*args, "--out", str(tmp_path / "b3"), "--folder", str(out / "data"),
+                            "--oof-folds", "2"]) == 0
+    assert (tmp_path / "b3" / "fold2of2" / "checkpoint.pt").is_file()
+    assert "out of fold" in (tmp_path / "b3" / "table.md").read_text()
 
 
 def test_refuses_unknown_kinds_and_folders_without_truth(tmp_path):

@@ -5,8 +5,9 @@ of JSRT's training masks with the kinds of ``data.errorkinds`` (DIR/data, truth 
 DIR/data/corruption.csv), trains one model on them (DIR/run; or takes ``--run``), predicts
 every training image once and scores it with every signal from those same predictions:
 napari-pal's quality, the outline distance alone (the quality before omissions counted),
-Dice, the QAM's score and cleanlab's softmin (in sample: the model has seen the masks it
-judges). It writes DIR/scores.csv (one row per image and class) and DIR/table.md: per kind,
+Dice, the QAM's score and cleanlab's softmin (default in sample: the model has seen the
+masks it judges; ``--oof-folds K``: out of fold, each image scored by a model that did not
+see it). It writes DIR/scores.csv (one row per image and class) and DIR/table.md: per kind,
 ROC AUC / AP of each signal, for class masks (the kind's spoilt class masks against every
 clean class mask) and for images (images with the kind against wholly clean images).
 ``--folder`` scores a folder spoilt elsewhere (e.g. by ``napari-pal corrupt``).
@@ -55,25 +56,50 @@ def read_truth(path: Path) -> dict[tuple[str, str], str]:
     return {(r["name"], r["class"]): (r["operation"] or "none").strip() for r in rows}
 
 
-def predict(run: Path, folder: Path, split: str | None, batch: int = 16):
-    """(model, training set, probs (N,C,S,S), QAM t (N,) or None) of the folder's images."""
-    import torch
-
+def load(folder: Path, split: str | None, size: int, classes=None):
+    """The folder's (training part's) images and given masks in the training grid."""
     from napari_pal.data.dataset import open_dataset
     from napari_pal.data.trainset import load_training_set
-    from napari_pal.method.inference import TrainedModel
 
-    model = TrainedModel.load(run)
-    ds = open_dataset(folder, split=split, classes=model.classes)
-    data = load_training_set(ds, model.config.size)
+    return load_training_set(open_dataset(folder, split=split, classes=classes), size)
+
+
+def predict(model, data, idx: Sequence[int], batch: int = 16
+            ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Probabilities (n, C, S, S) of ``data[idx]`` and the QAM's raw scores t (or None)."""
+    import torch
+
+    idx = list(idx)
     probs, ts = [], []
-    for start in range(0, len(data), batch):
-        part = torch.arange(start, min(start + batch, len(data)))
+    for start in range(0, len(idx), batch):
+        part = torch.as_tensor(idx[start:start + batch])
         p, t = model.predict_grid(data.images[part], data.masks[part])
         probs.append(p)
         ts.append(t)
-    t_all = None if ts[0] is None else np.concatenate(ts)
-    return model, data, np.concatenate(probs), t_all
+    return np.concatenate(probs), None if ts[0] is None else np.concatenate(ts)
+
+
+def out_of_fold(data, folds: int, out: Path, a: argparse.Namespace, truth: dict[str, bool]
+                ) -> tuple[np.ndarray, np.ndarray | None, float]:
+    """Probabilities and QAM scores of every image from the fold model that did not see it
+    (K models, each trained on the other K-1 folds in OUT/foldKofN)."""
+    from napari_pal.bench.detection import fold_indices, subset
+    from napari_pal.method.inference import TrainedModel
+
+    n = len(data)
+    probs, t, lam = None, np.full(n, np.nan), 2.0
+    for f, held in enumerate(fold_indices(n, folds, a.seed)):
+        fold_dir = out / f"fold{f + 1}of{folds}"
+        train(subset(data, np.setdiff1d(np.arange(n), held)), fold_dir, a, truth)
+        model = TrainedModel.load(fold_dir)
+        p, tt = predict(model, data, held)
+        if probs is None:
+            probs = np.zeros((n, *p.shape[1:]), np.float32)
+        probs[held] = p
+        if tt is not None:
+            t[held] = tt
+        lam = model.config.lam
+    return probs, None if np.isnan(t).all() else t, lam
 
 
 def score(data, probs: np.ndarray, t: np.ndarray | None, lam: float,
@@ -196,23 +222,18 @@ def scores_csv(sc: Scored) -> str:
     return buf.getvalue()
 
 
-def train(folder: Path, split: str | None, run_dir: Path, a: argparse.Namespace) -> None:
-    """Train one model on the spoilt folder with the train command's defaults otherwise."""
-    from napari_pal.data.corruption import read_corruption_csv
-    from napari_pal.data.dataset import open_dataset
-    from napari_pal.data.trainset import load_training_set
+def train(data, run_dir: Path, a: argparse.Namespace, truth: dict[str, bool]) -> None:
+    """Train one model (or finish / reuse the one in run_dir), train's defaults otherwise."""
     from napari_pal.method.config import TrainConfig
     from napari_pal.method.training import Trainer
 
     cfg = TrainConfig(size=a.size, epochs=a.epochs, seed=a.seed, threads=a.threads,
                       **({"width": a.width} if a.width else {}))
-    ds = open_dataset(folder, split=split)
-    data = load_training_set(ds, cfg.size)
-    truth = read_corruption_csv(folder / "corruption.csv")
     trainer = Trainer(data, cfg, run_dir, truth=truth, resume=True)
     for ev in trainer.run():
         if ev.epoch_end and (ev.epoch % 10 == 0 or ev.epoch == ev.epochs):
-            print(f"  epoch {ev.epoch}/{ev.epochs} loss {ev.epoch_loss:.4f}", file=sys.stderr)
+            print(f"  {run_dir.name} epoch {ev.epoch}/{ev.epochs} loss {ev.epoch_loss:.4f}",
+                  file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -247,13 +268,26 @@ def run(a: argparse.Namespace) -> int:
         raise PalError(f"{folder} has no corruption.csv. Fix: give a folder written by "
                        "'napari-pal corrupt' (or leave --folder out to build one).")
     split = f"{folder / 'split.csv'}:train" if (folder / "split.csv").is_file() else None
-    run_dir = Path(a.run) if a.run else out / "run"
-    if not a.run:
-        train(folder, split, run_dir, a)
-    model, data, probs, t = predict(run_dir, folder, split)
-    sc = score(data, probs, t, model.config.lam, read_truth(folder / "corruption.csv"))
+    from napari_pal.data.corruption import read_corruption_csv
+    from napari_pal.method.inference import TrainedModel
+
+    bad = read_corruption_csv(folder / "corruption.csv")
+    if a.oof_folds > 1:
+        data = load(folder, split, a.size)
+        probs, t, lam = out_of_fold(data, a.oof_folds, out, a, bad)
+        how = f"out of fold: {a.oof_folds} models, each scoring the images it did not see"
+    else:
+        run_dir = Path(a.run) if a.run else out / "run"
+        if not a.run:
+            train(load(folder, split, a.size), run_dir, a, bad)
+        model = TrainedModel.load(run_dir)
+        data = load(folder, split, model.config.size, model.classes)
+        probs, t = predict(model, data, range(len(data)))
+        lam = model.config.lam
+        how = f"in sample: run {run_dir} scores the masks it trained on"
+    sc = score(data, probs, t, lam, read_truth(folder / "corruption.csv"))
     write_text(out / "scores.csv", scores_csv(sc))
-    text = (f"Class masks (in sample, run {run_dir}):\n\n{markdown(sc, 'class')}\n"
+    text = (f"Class masks ({how}):\n\n{markdown(sc, 'class')}\n"
             f"Images:\n\n{markdown(sc, 'image')}\n"
             f"napari-pal quality, ROC AUC per class:\n\n{per_class_markdown(sc)}\n"
             f"Images reviewed to find the spoilt ones ({out / 'effort.png'}):\n\n"
@@ -283,6 +317,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--width", type=int, default=0, help="U-Net width (0: train's default)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--oof-folds", type=int, default=0,
+                   help="score out of fold with K models (K trainings on (K-1)/K of the "
+                   "images; 0: one model, in sample)")
     return p
 
 
