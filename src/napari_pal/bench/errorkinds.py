@@ -4,7 +4,7 @@
 of JSRT's training masks with the kinds of ``data.errorkinds`` (DIR/data, truth in
 DIR/data/corruption.csv), trains one model on them (DIR/run; or takes ``--run``), predicts
 every training image once and scores it with every signal from those same predictions:
-napari-pal's quality, the outline distance alone (the quality before omissions counted),
+napari-pal's quality, the quality before this change (mask outline distance, class mean),
 Dice, the QAM's score and cleanlab's softmin (default in sample: the model has seen the
 masks it judges; ``--oof-folds K``: out of fold, each image scored by a model that did not
 see it). It writes DIR/scores.csv (one row per image and class) and DIR/table.md: per kind,
@@ -30,7 +30,7 @@ from napari_pal.atomic import write_text
 from napari_pal.errors import PalError
 
 #: signal -> what the table calls it; every one is "higher = better mask"
-SIGNALS = {"quality": "napari-pal quality", "outline": "outline distance only (before)",
+SIGNALS = {"quality": "napari-pal quality", "outline": "mask outline distance (before)",
            "dice": "Dice", "qam": "QAM score", "cleanlab": "cleanlab softmin"}
 
 
@@ -122,7 +122,8 @@ def score(data, probs: np.ndarray, t: np.ndarray | None, lam: float,
             pc["qam"][i, j] = s.signals.get("qam", np.nan)
     for j in range(c):
         pc["cleanlab"][:, j] = cleanlab_quality(masks[:, j:j + 1], probs[:, j:j + 1])
-    per_image = {k: v.mean(axis=1) for k, v in pc.items()}
+    # napari-pal's image quality is its worst class's; the others as they were: class means
+    per_image = {k: v.min(axis=1) if k == "quality" else v.mean(axis=1) for k, v in pc.items()}
     kinds = np.array([[truth.get((nm, cls), "none") for cls in data.classes]
                       for nm in data.names], dtype=object)
     return Scored(list(data.names), list(data.classes), kinds, pc, per_image)

@@ -14,9 +14,11 @@ prediction and the given mask, distances in pixels of the image as stored:
 - ``dice``: overlap of mask and prediction;
 - ``qam``: the quality module's bounded score λ·tanh(t) for the image (strategies with a QAM).
 A class's quality comes from the larger of the two distances (a boundary error keeps its
-size in pixels, an omission or addition its distance), the image's ``quality`` is the
-mean over classes. Chosen by measurement over eleven kinds of annotator error and the
-paper's noise (README, "Quality scores").
+size in pixels, an omission or addition its distance); the image's ``quality`` is its
+worst class's (one bad class makes a bad image, however good the others). Both chosen by
+measurement over eleven kinds of annotator error and the paper's noise (README,
+"Quality scores"): on JSRT the mean over classes and the mask's outline alone ranked the
+images with a lung or clavicle left out at ROC AUC 0.77 (class masks: 0.30), this 1.00.
 """
 
 from __future__ import annotations
@@ -130,7 +132,7 @@ def score_from_grid(name: str, classes: list[str], masks: np.ndarray, probs: np.
         per_class[cls] = class_quality(100.0 * max(dist, back) / size)
     if qam_t is not None:
         signals["qam"] = float(lam * math.tanh(qam_t))
-    quality = float(np.mean(list(per_class.values())))
+    quality = float(min(per_class.values()))
     return ImageScore(name, quality, per_class, signals)
 
 
