@@ -201,7 +201,8 @@ def effort_markdown(sc: Scored, out: Path | None = None) -> str:
     r = random_reviews(int(bad.sum()), bad.size)
     lines.append("| random (expected) | " + " | ".join(f"{r[sh]:.0f}" for sh in SHARES) + " |")
     if out is not None:
-        plot_effort(bad, orders, out, f"{int(bad.sum())} spoilt images of {bad.size}")
+        plot_effort(bad, orders, out, f"{int(bad.sum())} spoilt images of {bad.size}",
+                    unit="images")
     return "\n".join(lines) + "\n"
 
 

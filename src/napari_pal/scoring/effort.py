@@ -39,8 +39,10 @@ def random_reviews(n_bad: int, n: int, shares: Sequence[float] = SHARES) -> dict
     return {sh: math.ceil(sh * n_bad) * (n + 1) / (n_bad + 1) for sh in shares}
 
 
-def plot_effort(is_bad, scores: dict[str, np.ndarray], path, title: str = "") -> None:
-    """Share of bad masks found against masks reviewed, one line per order plus random."""
+def plot_effort(is_bad, scores: dict[str, np.ndarray], path, title: str = "",
+                unit: str = "masks") -> None:
+    """Share of bad ``unit`` found against ``unit`` reviewed, one line per order, plus
+    the random order's expectation."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -56,8 +58,8 @@ def plot_effort(is_bad, scores: dict[str, np.ndarray], path, title: str = "") ->
         ax.plot(k, found_curve(y, s) / max(p, 1), label=name)
     ax.plot(k, k / n, "k--", label="random order (expected)")
     ax.axvline(p, color="grey", lw=0.5)
-    ax.set_xlabel("masks reviewed")
-    ax.set_ylabel("share of bad masks found")
+    ax.set_xlabel(f"{unit} reviewed")
+    ax.set_ylabel(f"share of bad {unit} found")
     ax.set_title(title or f"{p} bad of {n}")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
