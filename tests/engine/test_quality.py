@@ -97,8 +97,7 @@ def test_every_kind_scores_clearly_worse_than_the_clean_mask(kind):
     donor = np.roll(truth, (6, -5), axis=(0, 1))
     spoilt, _ = apply_kind(kind, truth, 8, np.random.default_rng(0), donor)
     assert _class_quality(truth, truth) == 1.0
-    # a spill is local: the mean outline distances dilute it (README: the weakest kind)
-    assert _class_quality(spoilt, truth) < (0.95 if kind == "spill" else 0.5)
+    assert _class_quality(spoilt, truth) < 0.5
 
 
 def test_the_image_is_as_good_as_its_worst_class():
@@ -134,3 +133,21 @@ def test_back_distance_ignores_specks_of_the_prediction_not_missing_parts():
     assert back_distance(truth & (np.arange(128) < 64)[None], truth) > 10.0
     assert back_distance(np.zeros_like(truth), truth) == np.inf
     assert back_distance(np.zeros_like(truth), np.zeros_like(truth)) == 0.0
+
+
+def test_a_spill_is_seen_by_its_thickness_not_by_the_mean_distances():
+    from napari_pal.data.errorkinds import apply_kind
+    from napari_pal.scoring.quality import contradiction_radius
+
+    truth = two_part()
+    spill, _ = apply_kind("spill", truth, 8, np.random.default_rng(0))
+    probs = truth.astype(np.float32) * 0.9 + 0.05
+    s = score_from_grid("x", ["c"], spill[None], probs[None], image_scale=2.0)
+    assert s.signals["dist_c"] < 1.0 and s.signals["dist_back_c"] < 1.0  # diluted
+    assert s.signals["thick_c"] == pytest.approx(2.0 * 4, abs=2.5)  # half-disk of radius 8
+    assert s.per_class["c"] < 0.5
+    unsure = truth.astype(np.float32) * 0.2 + 0.4  # no confident contradiction anywhere
+    assert contradiction_radius(spill, unsure) == 0.0
+    speck = probs.copy()
+    speck[2:9, 2:9] = 0.99  # the model's own confident speck off the structure
+    assert score_from_grid("x", ["c"], truth[None], speck[None], 1.0).per_class["c"] == 1.0

@@ -10,11 +10,17 @@ prediction and the given mask, distances in pixels of the image as stored:
   a stray blob of the model does not spoil a good mask). It sees what the mask leaves out:
   a lung not drawn has no outline for ``dist`` to measure, but the predicted lung's
   outline lies far from every drawn outline;
+- ``thick``: the radius of the largest disk that fits where the mask claims what the
+  model confidently denies (mask 1, probability below 1 - CONFIDENT: the disagreement map
+  above CONFIDENT on the mask). A spill or a stray blob is local, so the mean distances
+  dilute it; its thickness does not. What the model claims alone is left to
+  ``dist_back``, which ignores the model's own specks;
 - ``offset``: ``dist`` signed (+ over-drawn, - under-drawn);
 - ``dice``: overlap of mask and prediction;
 - ``qam``: the quality module's bounded score λ·tanh(t) for the image (strategies with a QAM).
-A class's quality comes from the larger of the two distances (a boundary error keeps its
-size in pixels, an omission or addition its distance); the image's ``quality`` is its
+A class's quality comes from the largest of ``dist``, ``dist_back`` and THICK_SHARE ·
+``thick`` (a boundary error keeps its size in pixels, an omission or addition its
+distance, a local spill its thickness); the image's ``quality`` is its
 worst class's (one bad class makes a bad image, however good the others). Both chosen by
 measurement over eleven kinds of annotator error and the paper's noise (README,
 "Quality scores"): on JSRT the mean over classes and the mask's outline alone ranked the
@@ -44,6 +50,11 @@ if TYPE_CHECKING:
 HALF_QUALITY_PERCENT = 1.0
 #: a predicted component smaller than this share of the predicted area is a speck
 MIN_PART_SHARE = 0.1
+#: disagreement map level above which mask and model contradict each other confidently
+CONFIDENT = 0.9
+#: a confident contradiction's thickness counts at this share (a boundary error's
+#: contradiction is about as thick as its distance: half of it keeps that rule in charge)
+THICK_SHARE = 0.5
 
 
 @dataclass
@@ -88,6 +99,16 @@ def back_distance(mask: np.ndarray, pred: np.ndarray) -> float:
     return float(ndimage.distance_transform_edt(~_outline(mask))[_outline(parts)].mean())
 
 
+def contradiction_radius(mask: np.ndarray, prob: np.ndarray) -> float:
+    """Radius in grid px of the largest disk inside the mask where the model's probability
+    is below 1 - CONFIDENT (0 where there is none): how thick the worst confidently
+    denied piece of the mask is."""
+    region = mask.astype(bool) & (prob < 1.0 - CONFIDENT)
+    if not region.any():
+        return 0.0
+    return float(ndimage.distance_transform_edt(region).max())
+
+
 def boundary_signals(mask: np.ndarray, pred: np.ndarray) -> tuple[float, float, float]:
     """(dice, dist, offset) of a binary mask against a binary prediction, in grid pixels.
 
@@ -125,11 +146,13 @@ def score_from_grid(name: str, classes: list[str], masks: np.ndarray, probs: np.
         mask, pred = masks[c].astype(bool), probs[c] > 0.5
         dice, dist, offset = boundary_signals(mask, pred)
         back = back_distance(mask, pred)
+        thick = contradiction_radius(mask, probs[c])
         signals[f"dice_{cls}"] = dice
         signals[f"dist_{cls}"] = dist * image_scale
         signals[f"dist_back_{cls}"] = back * image_scale
+        signals[f"thick_{cls}"] = thick * image_scale
         signals[f"offset_{cls}"] = offset * image_scale
-        per_class[cls] = class_quality(100.0 * max(dist, back) / size)
+        per_class[cls] = class_quality(100.0 * max(dist, back, THICK_SHARE * thick) / size)
     if qam_t is not None:
         signals["qam"] = float(lam * math.tanh(qam_t))
     quality = float(min(per_class.values()))
