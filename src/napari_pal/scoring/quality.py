@@ -135,6 +135,11 @@ def class_quality(dist_percent: float) -> float:
     return 1.0 / (1.0 + (dist_percent / HALF_QUALITY_PERCENT) ** 2)
 
 
+def image_quality(per_class: Mapping[str, float]) -> float:
+    """An image is as good as its worst class: one bad class makes a bad image."""
+    return float(min(per_class.values()))
+
+
 def score_from_grid(name: str, classes: list[str], masks: np.ndarray, probs: np.ndarray,
                     image_scale: float, qam_t: float | None = None, lam: float = 2.0,
                     ) -> ImageScore:
@@ -155,7 +160,7 @@ def score_from_grid(name: str, classes: list[str], masks: np.ndarray, probs: np.
         per_class[cls] = class_quality(100.0 * max(dist, back, THICK_SHARE * thick) / size)
     if qam_t is not None:
         signals["qam"] = float(lam * math.tanh(qam_t))
-    quality = float(min(per_class.values()))
+    quality = image_quality(per_class)
     return ImageScore(name, quality, per_class, signals)
 
 
