@@ -177,3 +177,20 @@ def test_cli_corrupt_passes_new_kinds_through(tmp_path: Path):
     assert {r["operation"] for r in rows} == {"omit_class", "blob"}
     assert {"name", "class", "operation", "pixels", "detail"} <= rows[0].keys()
     assert main(["corrupt", str(tmp_path / "src"), str(tmp_path / "o2"), "--ops", "melt"]) == 2
+
+
+def test_cli_corrupt_spoils_the_asked_number_of_classes(tmp_path: Path):
+    from napari_pal.cli import main
+    from napari_pal.data.synthetic import make_sample_dataset
+
+    make_sample_dataset(tmp_path / "src", n=6, size=64, bad_fraction=0.0)
+    (tmp_path / "src" / "corruption.csv").unlink()
+    assert main(["corrupt", str(tmp_path / "src"), str(tmp_path / "out"), "--fraction", "1",
+                 "--pixels", "2", "4", "--ops", "erode,dilate",
+                 "--classes-per-image", "1", "1"]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "out" / "corruption.csv")))
+    spoilt = {}
+    for r in rows:
+        spoilt.setdefault(r["name"], 0)
+        spoilt[r["name"]] += r["operation"] != "none"
+    assert len(spoilt) == 6 and set(spoilt.values()) == {1}
