@@ -13,8 +13,9 @@ from PIL import Image
 
 from napari_pal.data import gridcache
 from napari_pal.data.dataset import open_dataset
+from napari_pal.data.grid import grid_sample_of
 from napari_pal.data.synthetic import make_sample_dataset
-from napari_pal.data.trainset import GridImages, grid_sample_of, load_training_set
+from napari_pal.data.trainset import GridImages, load_training_set
 from napari_pal.errors import PalError
 from napari_pal.method.config import TrainConfig
 from napari_pal.method.training import Trainer

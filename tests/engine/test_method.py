@@ -113,7 +113,7 @@ def test_frame_round_trip_keeps_aspect_and_size(shape):
 
 
 def test_washed_out_and_normal_films_look_alike_to_the_network():
-    from napari_pal.data.trainset import normalise
+    from napari_pal.data.grid import normalise
 
     rng = np.random.default_rng(0)
     film = rng.random((64, 64)).astype(np.float32)

@@ -109,7 +109,7 @@ def corrupt_in_memory(ds, fraction: float, pixels: tuple[int, int], seed: int,
 def test_dice(model, ds, batch: int = 16) -> np.ndarray:
     """(N, C) Dice of thresholded predictions vs the dataset's masks, at each image's size."""
     from napari_pal.data.geometry import Frame
-    from napari_pal.data.trainset import grid_image
+    from napari_pal.data.grid import grid_image
     from napari_pal.scoring.metrics import dice
 
     rows = []

@@ -45,7 +45,7 @@ class DiskDataset(torch.utils.data.Dataset):
         return len(self.ds)
 
     def __getitem__(self, i: int):
-        from napari_pal.data.trainset import grid_sample_of
+        from napari_pal.data.grid import grid_sample_of
 
         _, img, masks = grid_sample_of(self.ds, i, self.size)
         return torch.from_numpy(img)[None], torch.from_numpy(masks.astype("float32"))

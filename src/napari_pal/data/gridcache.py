@@ -160,7 +160,7 @@ def _load(path: Path) -> GridCache | None:
 
 
 def _record(dataset: Dataset, i: int, size: int) -> tuple[tuple[int, int], bytes]:
-    from napari_pal.data.trainset import grid_sample_of
+    from napari_pal.data.grid import grid_sample_of
 
     frame, img, msk = grid_sample_of(dataset, i, size)
     image = np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)

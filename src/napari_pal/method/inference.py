@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from napari_pal.data.geometry import Frame
-from napari_pal.data.trainset import grid_image
+from napari_pal.data.grid import grid_image
 from napari_pal.method import device as dev
 from napari_pal.method.checkpoint import load_checkpoint
 from napari_pal.method.config import TrainConfig

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from napari_pal.data.trainset import grid_sample_of
+from napari_pal.data.grid import grid_sample_of
 from napari_pal.method.inference import TrainedModel
 
 if TYPE_CHECKING:
