@@ -47,7 +47,10 @@ def stack_meta(ds: Dataset, shapes: Sequence[tuple[int, int]] | None = None) -> 
         "names": list(ds.names),
         "shapes": shapes,
         "offsets": [(0, 0)] * len(shapes),
-        "suffixes": [it.mask_paths[0].suffix.lower() for it in ds.items],
+        "suffixes": [it.mask_paths[0].suffix.lower() if it.mask_paths else None
+                     for it in ds.items],
+        # images without masks: shown with empty mask slices, status "draft", never scored
+        "drafts": [it.name for it in ds.items if not it.annotated],
     }
 
 
@@ -90,20 +93,23 @@ def mask_stacks(ds: Dataset, meta: Mapping[str, Any]) -> np.ndarray:
     n, hmax, wmax = canvas_shape(meta)
     out = np.zeros((len(ds.classes), n, hmax, wmax), np.uint8)
     for i in range(n):
-        rows, cols = region(meta, i)
-        out[:, i, rows, cols] = ds.read_masks(i)
+        if ds.items[i].annotated:  # a draft's slices stay empty until predicted or painted
+            rows, cols = region(meta, i)
+            out[:, i, rows, cols] = ds.read_masks(i)
     return out
 
 
 def open_folder(path: str | Path, classes: Sequence[str] | None = None) -> tuple[Dataset, dict]:
-    """Open a dataset lazily (file matching only) and describe its stack."""
-    ds = open_dataset(Path(path), classes=classes, check=False)
+    """Open a dataset lazily (file matching only) and describe its stack; images without
+    masks are kept as drafts."""
+    ds = open_dataset(Path(path), classes=classes, check=False, unannotated=True)
     return ds, stack_meta(ds)
 
 
 def dataset_from_meta(meta: Mapping[str, Any]) -> Dataset:
     """The Dataset a stack came from, restricted to the stack's images in its order."""
-    ds = open_dataset(Path(meta["root"]), classes=meta["classes"], check=False)
+    ds = open_dataset(Path(meta["root"]), classes=meta["classes"], check=False,
+                      unannotated=True)
     names = list(meta["names"])
     if ds.names != names:
         ds = ds.subset(names)
