@@ -38,6 +38,7 @@ def _dock(make_napari_viewer, qtbot, folder: Path, tmp_path: Path, **settings):
     widget = PalWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Pick-and-Learn quality review")
     widget.training_panel.runs_dir = tmp_path / "runs"
+    widget.training_panel.by_hand.setChecked(True)  # these tests set size/epochs
     values = {"epochs": 2, "size": 64, "batch_size": 4, "threads": 1, **settings}
     for k, v in values.items():
         widget.training_panel.form[k].value = v
@@ -173,7 +174,7 @@ def test_retrain_counts_reviewed_as_trusted(make_napari_viewer, qtbot, small_dat
 
     seen = {}
 
-    def fake_job(meta, overrides, config, run_dir, trusted, stop):
+    def fake_job(meta, overrides, config, run_dir, trusted, stop, **options):
         seen.update(trusted=trusted, config=config, masks=overrides[meta["names"][0]])
         yield JobStatus("done")
 
