@@ -214,3 +214,21 @@ def test_drafts_are_predicted_not_trained_or_scored(tmp_path: Path) -> None:
     drafts = [e for e in events if isinstance(e, DraftPredicted)]
     assert [meta["names"][e.index] for e in drafts] == ["chest_001", "chest_004"]
     assert drafts[0].probs.shape == (len(meta["classes"]), 32, 32)
+
+
+def test_refresh_text_says_how_settled() -> None:
+    from napari_pal.review.ranking import refresh_text
+    from napari_pal.scoring.anytime import RankingRefresh
+
+    scores = [object()] * 170
+
+    def refresh(changed, final=False):
+        return RankingRefresh(epoch=12, epochs=60, step=1, train_s=1.0, score_s=1.0,
+                              scores=scores, top_k=17, top_changed=changed, final=final)
+
+    assert refresh_text(refresh(None)) == \
+        "refreshed at epoch 12/60: first ranking, training goes on"
+    assert refresh_text(refresh(2 / 17)) == "refreshed at epoch 12/60: 2 of the top 17 changed"
+    assert refresh_text(refresh(1 / 17)) == \
+        "refreshed at epoch 12/60: settled (1 of the top 17 changed)"
+    assert refresh_text(refresh(0.0, final=True)).startswith("final ranking (epoch 12/60): settled")
