@@ -205,6 +205,8 @@ def test_drafts_of_images_without_masks(make_napari_viewer, qtbot, partly: Path,
 
 def test_unlearnt_classes_are_not_ranked(make_napari_viewer, qtbot, data: Path,
                                          tmp_path: Path) -> None:
+    from qtpy.QtCore import Qt
+
     from napari_pal.jobs.events import TrainingProgress
     from napari_pal.jobs.train import train_job
     from napari_pal.method.config import TrainConfig
@@ -228,7 +230,7 @@ def test_unlearnt_classes_are_not_ranked(make_napari_viewer, qtbot, data: Path,
     for cls in bad:
         assert f"'{cls}' is not reliable" in text
     model, proxy = w.review_panel.model, w.review_panel.proxy
-    headers = [model.headerData(c, 1) for c in range(model.columnCount())]
+    headers = [model.headerData(c, Qt.Horizontal) for c in range(model.columnCount())]
     for cls in bad:
         col = headers.index(f"{cls} (unreliable)")
         assert {proxy.index(k, col).data() for k in range(proxy.rowCount())} == {"-"}
