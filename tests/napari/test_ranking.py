@@ -87,46 +87,50 @@ def test_table_fills_and_refreshes_while_training(make_napari_viewer, qtbot, dat
     from qtpy.QtCore import QTimer
 
     viewer, w = _dock(make_napari_viewer, data, tmp_path, epochs=6)
+    names = w.state.meta["names"]
+    heart = viewer.layers["heart mask"]
     ticks: list[float] = []
     timer = QTimer()
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
     timer.start(20)
-    seen = []
-    w.state.ranking_refreshed.connect(lambda r: seen.append((r.epoch, len(ticks))))
+    seen: list[dict] = []
+    edited: dict[str, np.ndarray] = {}
+
+    def on_refresh(r) -> None:
+        # checked when each refresh arrives (the Review panel has updated the table already)
+        seen.append({"epoch": r.epoch, "running": w.training_panel.runner.running,
+                     "rows": sorted(n for n, _, _ in _table(w)), "ticks": len(ticks),
+                     "label": w.review_panel.ranking_label.text(),
+                     "status": w.state.status[names[2]],
+                     "kept": "mask" in edited and np.array_equal(heart.data[5], edited["mask"])})
+        _assert_order(w)
+        if len(seen) == 1:  # review one image and edit another's mask during training
+            viewer.dims.set_current_step(0, 2)
+            w.review_panel.mark_reviewed()
+            heart.data_setitem((np.full(4, 5), np.arange(4), np.arange(4)),
+                               np.ones(4, np.uint8))
+            edited["mask"] = np.asarray(heart.data[5]).copy()
+
+    w.state.ranking_refreshed.connect(on_refresh)
     w.training_panel.train_button.click()
-    qtbot.waitUntil(lambda: w.state.refresh is not None, timeout=60_000)
-
-    # the table filled while training goes on: every image, worst first
-    assert w.training_panel.runner.running and not w.state.refresh.final
-    rows = _table(w)
-    assert sorted(n for n, _, _ in rows) == sorted(w.state.meta["names"])
-    _assert_order(w)
-    assert w.review_panel.ranking_label.text().startswith(
-        f"refreshed at epoch {w.state.refresh.epoch}/6")
-    first = w.state.refresh.epoch
-
-    # review one image and edit another's mask during training
-    names = w.state.meta["names"]
-    viewer.dims.set_current_step(0, 2)
-    w.review_panel.mark_reviewed()
-    heart = viewer.layers["heart mask"]
-    heart.data_setitem((np.full(4, 5), np.arange(4), np.arange(4)), np.ones(4, np.uint8))
-    edited = np.asarray(heart.data[5]).copy()
-    qtbot.waitUntil(lambda: w.state.refresh.epoch > first, timeout=60_000)
-    _assert_order(w)
-    assert w.state.status[names[2]] == "reviewed"
-    assert dict((n, s) for n, _, s in _table(w))[names[2]] == "reviewed"
-    assert np.array_equal(np.asarray(heart.data[5]), edited)
-
     qtbot.waitUntil(lambda: w.training_panel.runner.worker is None, timeout=120_000)
     timer.stop()
+
+    # the table filled while training went on, one refresh per epoch, none extra at the end
+    assert [s["epoch"] for s in seen] == [1, 2, 3, 4, 5]
+    assert all(s["running"] and s["rows"] == sorted(names) for s in seen)
+    assert seen[0]["label"] == "refreshed at epoch 1/6: first ranking, training goes on"
+    assert seen[1]["label"].startswith("refreshed at epoch 2/6: ")
+    # the review status and the mask edit survived every later refresh and the final one
+    assert all(s["status"] == "reviewed" and s["kept"] for s in seen[1:])
     assert w.state.refresh.final and w.state.refresh.epoch == 6
     assert w.review_panel.ranking_label.text().startswith("final ranking (epoch 6/6)")
-    assert [e for e, _ in seen] == list(range(first, 6))  # one refresh per epoch, no extra
     assert w.state.status[names[2]] == "reviewed"
-    assert np.array_equal(np.asarray(heart.data[5]), edited)
+    assert dict((n, s) for n, _, s in _table(w))[names[2]] == "reviewed"
+    assert np.array_equal(np.asarray(heart.data[5]), edited["mask"])
+    _assert_order(w)
     # the event loop kept running: the timer fired between refreshes and never stalled long
-    assert all(b > a for (_, a), (_, b) in zip(seen, seen[1:]))
+    assert all(b["ticks"] > a["ticks"] for a, b in zip(seen, seen[1:]))
     gaps = np.diff(ticks)
     print(f"timer ticks: {len(ticks)}, longest gap {gaps.max() * 1000:.0f} ms")
     assert gaps.max() < 1.5
