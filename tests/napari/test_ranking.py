@@ -205,6 +205,10 @@ def test_drafts_of_images_without_masks(make_napari_viewer, qtbot, partly: Path,
     viewer.dims.set_current_step(0, d4)
     layers[1].data_setitem((np.full(3, d4), np.arange(3), np.arange(3)), np.ones(3, np.uint8))
     assert w.state.status["chest_004"] == "edited"
+    # revert: a draft's original is "no masks", and it is a draft again
+    w.review_panel.revert()
+    assert w.state.status["chest_004"] == "draft"
+    assert not any(np.asarray(ly.data[d4]).any() for ly in layers)
 
 
 def test_unlearnt_classes_are_not_ranked(make_napari_viewer, qtbot, data: Path,

@@ -6,6 +6,7 @@ current image."""
 
 from __future__ import annotations
 
+import numpy as np
 from qtpy.QtCore import QItemSelectionModel, Qt
 from qtpy.QtGui import QKeySequence
 from qtpy.QtWidgets import (
@@ -253,11 +254,18 @@ class ReviewPanel(QWidget):
         if state.meta is None:
             return
         i = current_index(self.viewer)
+        name = state.names[i]
         try:
             layers = state.mask_layers()
-            original = state.dataset().read_masks(i)
+            if name in state.drafts:  # a draft's original is "no masks": empty, draft again
+                h, w = state.meta["shapes"][i]
+                original = np.zeros((len(layers), h, w), bool)
+            else:
+                original = state.dataset().read_masks(i)
         except PalError as err:
             notify.error(err)
             return
         for j, layer in enumerate(layers):
             set_mask(layer, state.meta, i, original[j])
+        if name in state.drafts:
+            state.set_status(name, DRAFT)
