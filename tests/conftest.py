@@ -9,6 +9,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _grid_cache_in_tmp(tmp_path_factory, monkeypatch):
+    """Training's grid cache goes to a per-session temporary folder, not the user's cache."""
+    monkeypatch.setenv("NAPARI_PAL_GRID_CACHE", str(tmp_path_factory.getbasetemp() / "grids"))
+
+
 @pytest.fixture(scope="session")
 def jsrt256() -> Path:
     """JSRT 256 px data set in ``../shared/data/jsrt256`` (the folder holding the repo)."""

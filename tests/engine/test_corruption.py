@@ -133,3 +133,27 @@ def test_refuses_bad_output(tmp_path: Path) -> None:
         corrupt_dataset(src, tmp_path / "o", fraction=0.5, pixels=(3, 1))
     assert _snapshot(src) == before
     assert (tmp_path / "full" / "x.txt").read_text() == "keep me"
+
+
+def test_error_kinds_spoil_one_or_two_classes_and_only_those(tmp_path: Path) -> None:
+    from napari_pal.data.errorkinds import KINDS
+
+    src = _src(tmp_path / "src")
+    before = _snapshot(src)
+    recs = corrupt_dataset(src, tmp_path / "out", fraction=0.6, pixels=(2, 4), seed=5,
+                           ops=KINDS, classes_per_image=(1, 2))
+    assert _snapshot(src) == before
+    rows = _rows(tmp_path / "out")
+    assert [r["operation"] for r in rows] == [r.operation for r in recs]
+    a, b = open_dataset(src), open_dataset(tmp_path / "out")
+    spoilt_per_image = []
+    for i, name in enumerate(a.names):
+        ops = {r.cls: r.operation for r in recs if r.name == name}
+        spoilt_per_image.append(sum(ops[c] != "none" for c in CLASSES))
+        for c, cls in enumerate(a.classes):
+            same = np.array_equal(a.read_masks(i)[c], b.read_masks(i)[c])
+            assert same == (ops[cls] == "none"), (name, cls, ops[cls])
+    assert sum(n > 0 for n in spoilt_per_image) == round(0.6 * 10)
+    assert 1 in spoilt_per_image  # not every class of a picked image (the paper's rule)
+    wrong = [r for r in rows if r["operation"] == "wrong_image"]
+    assert all(r["detail"].startswith("from=case ") for r in wrong)

@@ -1,7 +1,10 @@
-"""The engine (everything but the napari layer) imports neither Qt nor napari.
+"""Two rules keep the layers apart.
 
-GUI-layer modules are those whose file name starts with one of GUI_PREFIXES, and anything
-under a ``_napari/`` subpackage.  Everything else, the CLI included, must run headless.
+1. Nothing outside the napari package (``_napari/``) imports Qt, napari or magicgui: the
+   engine and the CLI run headless, and so do the benchmarks (``bench/``).
+2. The engine (everything but ``_napari/`` and ``bench/``) imports neither the napari
+   package nor ``bench``; the CLI reaches a bench sub-command only through its registry of
+   module names, imported when that sub-command runs.
 """
 
 from __future__ import annotations
@@ -78,8 +81,7 @@ def test_engine_sources_import_no_gui():
 
 def test_engine_modules_import_headless():
     modules = sorted({_module_name(p) for p in _engine_files()})
-    if (PKG / "cli.py").exists():
-        assert "napari_pal.cli" in modules
+    assert "napari_pal.cli" in modules
     code = (
         "import importlib, json, sys\n"
         f"for m in {modules!r}:\n"
@@ -93,3 +95,39 @@ def test_engine_modules_import_headless():
         pytest.fail(f"importing the engine modules failed:\n{proc.stderr[-4000:]}")
     loaded = json.loads(proc.stdout.strip().splitlines()[-1])
     assert not loaded, f"importing the engine pulled in GUI packages: {loaded}"
+
+
+LAYERS = ("napari_pal._napari", "napari_pal.bench")
+
+
+def _layer_imports(path: Path) -> list[str]:
+    """Static imports of the napari package or bench (lazy ones inside functions count)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    bad = []
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        bad += [f"line {node.lineno}: {n}" for n in names
+                if any(n == layer or n.startswith(layer + ".") for layer in LAYERS)]
+    return bad
+
+
+def test_engine_imports_neither_the_napari_package_nor_bench():
+    files = [p for p in _engine_files() if "bench" not in p.relative_to(PKG).parts[:-1]]
+    assert any(p.name == "training.py" for p in files)
+    problems = {str(p.relative_to(PKG)): _layer_imports(p) for p in files}
+    problems = {k: v for k, v in problems.items() if v}
+    assert not problems, f"engine modules import the napari package or bench: {problems}"
+
+
+def test_layer_rule_detects_a_bench_import(tmp_path):
+    bad = tmp_path / "x.py"
+    bad.write_text("def f():\n    from napari_pal.bench import speed\n"
+                   "import napari_pal._napari.widget\n")
+    assert len(_layer_imports(bad)) == 3
+    ok = tmp_path / "y.py"
+    ok.write_text("from napari_pal.method import training\nimport napari_pal.benchx\n")
+    assert _layer_imports(ok) == []

@@ -70,3 +70,84 @@ def test_shift_is_seen_by_distance_not_by_offset_and_stray_blobs_are_ignored():
     stray = pred.copy()
     stray[2:8, 2:8] = True  # the prediction has a blob far from the mask
     assert boundary_signals(pred, stray)[1] == 0.0
+
+
+# --- every kind of annotator error ----------------------------------------------------------
+
+def two_part(size=128):
+    yy, xx = np.mgrid[:size, :size]
+    left = ((yy - 64) / 34) ** 2 + ((xx - 36) / 16) ** 2 <= 1
+    right = ((yy - 60) / 28) ** 2 + ((xx - 92) / 13) ** 2 <= 1
+    return left | right
+
+
+def _class_quality(mask, truth):
+    """The class quality of ``mask`` when the model predicts ``truth`` confidently."""
+    probs = truth[None].astype(np.float32) * 0.9 + 0.05
+    return score_from_grid("x", ["c"], mask[None], probs, image_scale=1.0).per_class["c"]
+
+
+@pytest.mark.parametrize("kind", ["erode", "dilate", "ragged", "shift", "wrong_image",
+                                  "omit_part", "omit_class", "spill", "blob", "swap",
+                                  "duplicate"])
+def test_every_kind_scores_clearly_worse_than_the_clean_mask(kind):
+    from napari_pal.data.errorkinds import apply_kind
+
+    truth = two_part()
+    donor = np.roll(truth, (6, -5), axis=(0, 1))
+    spoilt, _ = apply_kind(kind, truth, 8, np.random.default_rng(0), donor)
+    assert _class_quality(truth, truth) == 1.0
+    assert _class_quality(spoilt, truth) < 0.5
+
+
+def test_the_image_is_as_good_as_its_worst_class():
+    truth = np.stack([two_part(), np.roll(two_part(), 4, axis=0)])
+    probs = truth.astype(np.float32) * 0.9 + 0.05
+    spoilt = truth.copy()
+    spoilt[1] = False  # the second class not drawn at all
+    s = score_from_grid("x", ["a", "b"], spoilt, probs, image_scale=1.0)
+    assert s.per_class == {"a": 1.0, "b": 0.0} and s.quality == 0.0
+
+
+def test_a_part_left_out_is_seen_although_every_drawn_outline_is_right():
+    from napari_pal.data.errorkinds import apply_kind
+
+    truth = two_part()
+    one_lung, _ = apply_kind("omit_part", truth, 0, np.random.default_rng(0))
+    probs = truth[None].astype(np.float32)
+    s = score_from_grid("x", ["lungs"], one_lung[None], probs, image_scale=1.0)
+    assert s.signals["dist_lungs"] == 0.0  # the outline distance alone is blind here ...
+    assert s.signals["dist_back_lungs"] > 10.0  # ... the predicted lung's outline is far
+    assert s.per_class["lungs"] < 0.05
+    m = disagreement_map(one_lung[None], probs)
+    assert m[truth & ~one_lung].min() == 1.0 and m[one_lung].max() == 0.0
+
+
+def test_back_distance_ignores_specks_of_the_prediction_not_missing_parts():
+    from napari_pal.scoring.quality import back_distance
+
+    truth = two_part()
+    speck = truth.copy()
+    speck[4:7, 4:7] = True
+    assert back_distance(truth, speck) == 0.0
+    assert back_distance(truth & (np.arange(128) < 64)[None], truth) > 10.0
+    assert back_distance(np.zeros_like(truth), truth) == np.inf
+    assert back_distance(np.zeros_like(truth), np.zeros_like(truth)) == 0.0
+
+
+def test_a_spill_is_seen_by_its_thickness_not_by_the_mean_distances():
+    from napari_pal.data.errorkinds import apply_kind
+    from napari_pal.scoring.quality import contradiction_radius
+
+    truth = two_part()
+    spill, _ = apply_kind("spill", truth, 8, np.random.default_rng(0))
+    probs = truth.astype(np.float32) * 0.9 + 0.05
+    s = score_from_grid("x", ["c"], spill[None], probs[None], image_scale=2.0)
+    assert s.signals["dist_c"] < 1.0 and s.signals["dist_back_c"] < 1.0  # diluted
+    assert s.signals["thick_c"] == pytest.approx(2.0 * 4, abs=2.5)  # half-disk of radius 8
+    assert s.per_class["c"] < 0.5
+    unsure = truth.astype(np.float32) * 0.2 + 0.4  # no confident contradiction anywhere
+    assert contradiction_radius(spill, unsure) == 0.0
+    speck = probs.copy()
+    speck[2:9, 2:9] = 0.99  # the model's own confident speck off the structure
+    assert score_from_grid("x", ["c"], truth[None], speck[None], 1.0).per_class["c"] == 1.0

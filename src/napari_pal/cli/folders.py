@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from napari_pal.cli.console import plural
-from napari_pal.cli.outputs import check_file, outside
+from napari_pal.outputs import check_file, outside
 
 
 def add_parsers(sub: argparse._SubParsersAction, common) -> None:
@@ -18,7 +18,10 @@ def add_parsers(sub: argparse._SubParsersAction, common) -> None:
     common(e)
     e.set_defaults(func=run_evaluate)
 
-    c = sub.add_parser("corrupt", help="erode/dilate a fraction of the masks (the paper's noise)",
+    from napari_pal.data.errorkinds import KINDS
+
+    c = sub.add_parser("corrupt", help="spoil a fraction of the masks (the paper's "
+                       "erode/dilate, or annotator error kinds)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     c.add_argument("data", help="dataset folder whose masks are copied and spoilt")
     c.add_argument("out", help="new folder for the corrupted copy (with corruption.csv)")
@@ -27,7 +30,12 @@ def add_parsers(sub: argparse._SubParsersAction, common) -> None:
                    help="radius range in pixels of the stored masks (corruption.csv's "
                    "'pixels' column is the radius drawn)")
     c.add_argument("--seed", type=int, default=0, help="random seed")
-    c.add_argument("--ops", default="erode,dilate", help="comma list of erode, dilate")
+    c.add_argument("--ops", default="erode,dilate",
+                   help=f"comma list of error kinds, one drawn per spoilt class: "
+                   f"{', '.join(KINDS)} (the paper's noise: erode,dilate)")
+    c.add_argument("--classes-per-image", type=int, nargs=2, metavar=("LO", "HI"),
+                   help="spoil LO..HI classes of each picked image (default: every class, "
+                   "the paper's rule)")
     common(c)
     c.set_defaults(func=run_corrupt)
 
@@ -55,7 +63,8 @@ def run_corrupt(a: argparse.Namespace) -> int:
     ops = [o.strip() for o in a.ops.split(",") if o.strip()]
     records = corrupt_dataset(Path(a.data), Path(a.out), fraction=a.fraction,
                               pixels=(a.pixels[0], a.pixels[1]), seed=a.seed, ops=ops,
-                              split=a.split)
+                              split=a.split, classes_per_image=(
+                                  tuple(a.classes_per_image) if a.classes_per_image else None))
     bad = {r.name for r in records if r.operation != "none"}
     print(f"corrupted {len(bad)} of {plural(len({r.name for r in records}), 'image')}; truth "
           f"in {Path(a.out) / 'corruption.csv'}")

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 
 from napari_pal.cli.console import plural, say, table
-from napari_pal.cli.outputs import check_file, check_folder, new_folder, outside
+from napari_pal.outputs import check_file, check_folder, new_folder, outside
 
 WORST_SHOWN = 10
 
@@ -87,8 +87,7 @@ def run_score(a: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from napari_pal.method.inference import TrainedModel
-    from napari_pal.scoring import reliability
-    from napari_pal.scoring.quality import analyse, scores_csv
+    from napari_pal.scoring.quality import analyse
 
     out = Path(a.out)
     outside(out, Path(a.data))
@@ -117,18 +116,28 @@ def run_score(a: argparse.Namespace) -> int:
     else:
         with new_folder(maps) as tmp:
             scores = analyse_all(tmp)
-    verdicts = reliability.assess(scores, model.classes)
-    for line in reliability.warnings_text(verdicts):
-        say(f"napari-pal: warning: {line}")
-    scores = reliability.rank_by_reliable(scores, verdicts)
-    status = {s.name: "scored" for s in scores} | {n: "draft" for n in drafts}
-    text = scores_csv(scores, model.classes, status=status, unscored=drafts)
-    text = _with_reliability(text, verdicts)
+    text, verdicts = score_table(scores, model.classes, drafts)
     from napari_pal.atomic import write_text
 
     write_text(out, text)
     _report(a, out, text, verdicts, model.classes, drafts)
     return 0
+
+
+def score_table(scores, classes, drafts, *, warn: bool = True):
+    """scores.csv's text (worst first over the reliable classes, drafts last, reliable_<class>
+    columns) and the per-class verdicts; warns about each unreliable class."""
+    from napari_pal.scoring import reliability
+    from napari_pal.scoring.quality import scores_csv
+
+    verdicts = reliability.assess(scores, classes)
+    if warn:
+        for line in reliability.warnings_text(verdicts):
+            say(f"napari-pal: warning: {line}")
+    scores = reliability.rank_by_reliable(scores, verdicts)
+    status = {s.name: "scored" for s in scores} | {n: "draft" for n in drafts}
+    text = scores_csv(scores, classes, status=status, unscored=drafts)
+    return _with_reliability(text, verdicts), verdicts
 
 
 def _with_reliability(text: str, verdicts) -> str:

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from napari_pal.cli.console import plural, say
-from napari_pal.cli.outputs import outside
 from napari_pal.errors import PalError
+from napari_pal.outputs import outside
 
 #: setting name -> the flag the CLI has always used for it
 FLAGS = {"warmup_epochs": "--warmup"}
@@ -45,6 +45,14 @@ def add_parser(sub: argparse._SubParsersAction, common) -> None:
                            help=f"{s.help} (default: {s.default})")
     t.add_argument("--truth", help="corruption.csv with the known bad masks, for the log "
                    "(default: DATA/corruption.csv if present)")
+    t.add_argument("--minutes", type=float, metavar="M",
+                   help="time budget: measure this machine's speed (a few seconds), then pick "
+                   "--size and --epochs so that training takes about M minutes (not with "
+                   "--size, --epochs or --resume)")
+    t.add_argument("--score-every", type=float, default=0, metavar="SECONDS",
+                   help="anytime ranking: re-score the folder on the current model at the "
+                   "first epoch end after each SECONDS of training (scoring kept under a "
+                   "quarter of the time) and at the end, into RUN/ranking.csv (0: off)")
     t.add_argument("--resume", action="store_true",
                    help="continue the run in --out with its own settings (RUN/config.json); "
                    "--epochs may extend it")
@@ -63,6 +71,9 @@ def _config(a: argparse.Namespace, out: Path):
     if (out / CHECKPOINT_NAME).exists() and not a.resume:
         raise PalError(f"{out} already holds a trained run; pass --resume to continue it or "
                        f"choose a new --out folder")
+    if a.minutes is not None and (a.resume or "size" in given or "epochs" in given):
+        raise PalError("--minutes picks --size and --epochs for a new run: give either "
+                       "--minutes or --size/--epochs (and not with --resume)")
     if not a.resume:
         return TrainConfig(**given), []
     if not (out / CHECKPOINT_NAME).exists():
@@ -96,10 +107,12 @@ def run(a: argparse.Namespace) -> int:
     if len(ds) < 2:
         raise PalError(f"{a.data}: {plural(len(ds), 'image')} with masks; training needs at "
                        "least two annotated images (masks/ as in the README)")
+    if a.minutes is not None:
+        config = _plan(a.minutes, ds, config)
     truth_file = Path(a.truth) if a.truth else Path(a.data) / "corruption.csv"
     truth = read_corruption_csv(truth_file) if truth_file.is_file() else None
     with tqdm(total=len(ds), desc="reading", unit="img", leave=False) as bar:
-        data = load_training_set(ds, config.size, progress=lambda i, n: bar.update(1))
+        data = load_training_set(ds, config.size, progress=lambda i, n: bar.update(i - bar.n))
     trainer = Trainer(data, config, out, truth=truth, resume=a.resume)
     previous = signal.signal(signal.SIGINT, lambda *_: trainer.stop())
     amp = f" with {str(trainer.amp).replace('torch.', '')}" if trainer.amp else ""
@@ -110,7 +123,10 @@ def run(a: argparse.Namespace) -> int:
     stopped = False
     try:
         with tqdm(unit="step", dynamic_ncols=True) as bar:
-            for ev in trainer.run():
+            for ev in _events(trainer, ds, a.score_every):
+                if hasattr(ev, "scores"):
+                    _write_ranking(out / "ranking.csv", ev, ds.classes, bar)
+                    continue
                 bar.total = ev.steps
                 bar.n = ev.step
                 bar.set_description(f"epoch {ev.epoch}/{ev.epochs}")
@@ -133,3 +149,39 @@ def run(a: argparse.Namespace) -> int:
     print(f"saved {trainer.checkpoint_path}; next: napari-pal score {out} {a.data} "
           f"--out scores.csv", file=sys.stderr)
     return 0
+
+
+def _plan(minutes: float, ds, config):
+    """--minutes: calibrate this machine, then the size and epochs that fit the budget."""
+    from napari_pal.method.budget import calibrate, plan_for_minutes
+
+    say(f"measuring this machine's training speed for a {minutes:g}-minute budget ...")
+    plan = plan_for_minutes(minutes, len(ds), calibrate(ds, config), config)
+    say(f"planned: {plan.describe()}")
+    return plan.config
+
+
+def _events(trainer, ds, every_s: float):
+    """The trainer's progress events, with the anytime ranking's refreshes when asked."""
+    if every_s <= 0:
+        return trainer.run()
+    from napari_pal.scoring.anytime import train_with_refreshes
+
+    return train_with_refreshes(trainer, ds, every_s=every_s)
+
+
+def _write_ranking(path: Path, refresh, classes, bar) -> None:
+    """RUN/ranking.csv (the scores.csv table of this moment) and one line on how settled."""
+    from napari_pal.atomic import write_text
+    from napari_pal.cli.score import score_table
+
+    text, verdicts = score_table(refresh.scores, classes, [], warn=refresh.final)
+    write_text(path, text)
+    moved = ("first ranking" if refresh.top_changed is None else
+             f"{round(refresh.top_changed * refresh.top_k)} of the top {refresh.top_k} changed"
+             + (" (settled)" if refresh.settled else ""))
+    unreliable = [c for c, v in verdicts.items() if not v.reliable]
+    note = f"; not yet reliable: {', '.join(unreliable)}" if unreliable else ""
+    worst = ", ".join(refresh.worst[:5])
+    bar.write(f"ranking {'(final) ' if refresh.final else ''}at epoch {refresh.epoch}/"
+              f"{refresh.epochs}: {moved}{note}; worst: {worst} -> {path}", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""The paper's label noise: erode or dilate a random fraction of the masks.
+"""Label noise on a copy of a folder: the paper's (erode or dilate a random fraction of
+the masks) or any annotator error kind of ``errorkinds``.
 
 Engine of the ``corrupt`` command. It writes a new folder (same layout as the source) and
 a corruption.csv ground truth; the source folder is only ever read.
@@ -10,18 +11,17 @@ import csv
 import io
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 from napari_pal.atomic import atomic_path, write_text
 from napari_pal.data import imagefiles as f
 from napari_pal.data.dataset import Dataset, Layout, open_dataset, parse_split_spec, write_masks
+from napari_pal.data.errorkinds import KINDS, PAPER_KINDS, CorruptionRecord, morph, pick, spoil
 from napari_pal.errors import DatasetError
 
-OPS = ("erode", "dilate")
+OPS = PAPER_KINDS  # the paper's noise, the default
 
 
 def corrupt_mask(mask: np.ndarray, op: str, radius: int) -> np.ndarray:
@@ -36,25 +36,7 @@ def corrupt_mask(mask: np.ndarray, op: str, radius: int) -> np.ndarray:
         raise ValueError(f"unknown corruption {op!r}; use one of {OPS}")
     if radius < 0:
         raise ValueError(f"radius must be >= 0, got {radius}")
-    if radius == 0 or mask.ndim != 2:
-        return mask.copy()
-    if op == "dilate":
-        return _dilate(mask, radius)
-    return ~_dilate(~mask, radius)
-
-
-def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
-    if not mask.any():
-        return mask.copy()
-    return ndimage.distance_transform_edt(~mask) <= radius
-
-
-@dataclass(frozen=True)
-class CorruptionRecord:
-    name: str
-    cls: str
-    operation: str  # "erode", "dilate" or "none"
-    pixels: int
+    return morph(mask, op, radius)
 
 
 def _check_out(src: Path, out: Path) -> None:
@@ -83,41 +65,41 @@ def _write_stored(out: Path, ds: Dataset, i: int, masks: np.ndarray) -> None:
 
 
 def corrupt_dataset(src: Path, out: Path, *, fraction: float, pixels: tuple[int, int],
-                    seed: int = 0, ops: Sequence[str] = OPS,
-                    split: str | None = None) -> list[CorruptionRecord]:
-    """Copy ``src`` to ``out``, eroding/dilating the masks of round(fraction * n) images."""
+                    seed: int = 0, ops: Sequence[str] = OPS, split: str | None = None,
+                    classes_per_image: tuple[int, int] | None = None,
+                    ) -> list[CorruptionRecord]:
+    """Copy ``src`` to ``out``, spoiling the masks of round(fraction * n) images.
+
+    ``ops``: kinds of ``errorkinds.KINDS`` (default the paper's erode/dilate), one drawn per
+    spoilt class; ``pixels`` the size range of the sized kinds. ``classes_per_image`` None:
+    every class of a picked image is spoilt (the paper's rule, same random numbers as
+    before); (lo, hi): lo..hi of its classes.
+    """
     src, out = Path(src), Path(out)
     lo, hi = (int(p) for p in pixels)
     if not 0.0 <= fraction <= 1.0:
         raise DatasetError(f"fraction {fraction} is not in [0, 1]. Fix: give e.g. 0.5.")
     if not 1 <= lo <= hi:
         raise DatasetError(f"pixels {pixels} is not a range 1 <= lo <= hi. Fix: give e.g. 5 15.")
-    if not ops or any(op not in OPS for op in ops):
-        raise DatasetError(f"operations {list(ops)} must be among {OPS}.")
+    if not ops or any(op not in KINDS for op in ops):
+        raise DatasetError(f"operations {list(ops)} must be among {KINDS}.")
     _check_out(src, out)
     ds = open_dataset(src, check=True)
     pool = ds.names
     if split is not None:
         pool = open_dataset(src, split=split, check=False).names
     rng = np.random.default_rng(seed)
-    k = int(round(fraction * len(pool)))
-    picked = set(rng.choice(np.array(pool, dtype=object), size=k, replace=False).tolist())
-
-    records: list[CorruptionRecord] = []
+    picked = pick(pool, fraction, rng)
+    spoilt, records = spoil(ds.names, ds.classes, ds.read_stored_masks, picked, (lo, hi),
+                            list(ops), rng, classes_per_image, donors=pool)
     out.mkdir(parents=True, exist_ok=True)
     for i, it in enumerate(ds.items):
         _copy(it.image_path, out / it.image_path.relative_to(src))
-        if it.name not in picked:
+        if it.name not in spoilt:
             for p in it.mask_paths:
                 _copy(p, out / p.relative_to(src))
-            records += [CorruptionRecord(it.name, c, "none", 0) for c in ds.classes]
             continue
-        masks = ds.read_stored_masks(i)
-        for c, cls in enumerate(ds.classes):
-            op, r = str(ops[int(rng.integers(len(ops)))]), int(rng.integers(lo, hi + 1))
-            masks[c] = corrupt_mask(masks[c], op, r)
-            records.append(CorruptionRecord(it.name, cls, op, r))
-        _write_stored(out, ds, i, masks)
+        _write_stored(out, ds, i, spoilt[it.name])
     if (src / "classes.txt").is_file():
         _copy(src / "classes.txt", out / "classes.txt")
     split_file = parse_split_spec(split)[0] if split is not None else src / "split.csv"
@@ -130,8 +112,8 @@ def corrupt_dataset(src: Path, out: Path, *, fraction: float, pixels: tuple[int,
 def _write_csv(path: Path, records: list[CorruptionRecord]) -> None:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["name", "class", "operation", "pixels"])
-    w.writerows([r.name, r.cls, r.operation, r.pixels] for r in records)
+    w.writerow(["name", "class", "operation", "pixels", "detail"])
+    w.writerows([r.name, r.cls, r.operation, r.pixels, r.detail] for r in records)
     write_text(path, buf.getvalue())
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_pal.data import dicom
 from napari_pal.data import imagefiles as f
 from napari_pal.data.imagefiles import IMAGE_SUFFIXES, MASK_SUFFIXES, MaskResampledWarning
 from napari_pal.data.layout import Layout
@@ -142,19 +143,30 @@ def _classes_txt(root: Path, problems: list[str]) -> list[str] | None:
     return names
 
 
-def _files(folder: Path, suffixes: Sequence[str], problems: list[str]) -> dict[str, Path]:
-    """stem -> file for the visible files of ``folder`` with these suffixes."""
+def _files(folder: Path, suffixes: Sequence[str], problems: list[str], *,
+           dicom_by_header: bool = False) -> dict[str, Path]:
+    """stem -> file for the visible files of ``folder`` with these suffixes.
+
+    ``dicom_by_header``: a file with another suffix (or none) that is DICOM by its header
+    counts too, named by its whole file name (DICOM exports name files '1.2.840...' or
+    'IM0001').
+    """
     out: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
-        if p.name.startswith(".") or p.suffix.lower() not in suffixes:
+        if p.name.startswith("."):
             continue
+        name = p.stem
+        if p.suffix.lower() not in suffixes:
+            if not (dicom_by_header and p.is_file() and dicom.is_dicom(p)):
+                continue
+            name = p.name
         if not p.is_file():
             problems.append(f"'{p}' is a directory named like an image. Fix: rename or move it.")
-        elif p.stem in out:
-            problems.append(f"'{out[p.stem]}' and '{p}' have the same name '{p.stem}'. "
+        elif name in out:
+            problems.append(f"'{out[name]}' and '{p}' have the same name '{name}'. "
                             "Fix: keep one file per name (remove or rename the other).")
         else:
-            out[p.stem] = p
+            out[name] = p
     return out
 
 
@@ -190,7 +202,7 @@ def _find(root: Path, classes: Sequence[str] | None, problems: list[str],
         problems.append(f"no 'images' folder in '{root}'. Fix: put the radiographs in "
                         f"'{images_dir}' and the masks in '{masks_dir}'.")
         return None
-    images = _files(images_dir, IMAGE_SUFFIXES, problems)
+    images = _files(images_dir, IMAGE_SUFFIXES, problems, dicom_by_header=True)
     if not images:
         problems.append(f"'{images_dir}' holds no image files ({', '.join(IMAGE_SUFFIXES)}). "
                         "Fix: add the radiographs there.")

@@ -16,13 +16,14 @@ import tifffile
 from PIL import Image, ImageFile
 
 from napari_pal.atomic import atomic_path
+from napari_pal.data import dicom
 from napari_pal.errors import DatasetError
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated PNG must fail, not load half
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 MASK_SUFFIXES = (".png", ".tif", ".tiff")
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg") + dicom.SUFFIXES
 #: formats whose compression changes pixel values: never accepted for masks
 LOSSY_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".jp2", ".j2k", ".jpx")
 _RGB_WEIGHTS = np.array([0.2125, 0.7154, 0.0721])  # skimage.color.rgb2gray
@@ -85,6 +86,8 @@ def read_array(path: Path, *, palette_as_rgb: bool = False) -> tuple[np.ndarray,
 def stored_shape(path: Path) -> tuple[int, ...]:
     """The array shape from the header only (no pixel decoding)."""
     path = Path(path)
+    if dicom.is_dicom(path):
+        return dicom.dicom_shape(path)
     try:
         if is_tiff(path):
             with tifffile.TiffFile(path) as tf:
@@ -189,7 +192,9 @@ def label_values(values: np.ndarray, path: Path) -> np.ndarray:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """float32 (H, W) in [0, 1]."""
+    """float32 (H, W) in [0, 1]; DICOM as its window shows it (``dicom.read_dicom``)."""
+    if dicom.is_dicom(path):
+        return dicom.read_dicom(path)
     return to_grey(*read_array(path, palette_as_rgb=True), path)
 
 

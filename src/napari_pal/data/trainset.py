@@ -1,14 +1,17 @@
-"""Images and masks resampled once into the training grid and kept in memory.
+"""The training set: every image and its masks in the training grid, a batch at a time.
 
-Holding the whole set as two tensors means no decoding or Python work per pixel in the
-training loop; JSRT at 256 px is ~40 MB.
+The grid samples come from the dataset's grid cache (``gridcache``: built once per dataset
+and size, on disk), so memory does not grow with the number of images; each batch is read
+and converted to float while the previous step computes (``prefetch``). Small sets made in
+code (tests, benchmarks) may hold plain tensors instead.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,6 +22,62 @@ from napari_pal.data.geometry import Frame
 
 if TYPE_CHECKING:
     from napari_pal.data.dataset import Dataset
+    from napari_pal.data.gridcache import GridCache
+
+
+def _scalar(idx) -> bool:
+    return isinstance(idx, (int, np.integer)) or (isinstance(idx, torch.Tensor) and idx.ndim == 0)
+
+
+def _positions(idx, n: int) -> list[int]:
+    if isinstance(idx, slice):
+        return list(range(n))[idx]
+    if isinstance(idx, torch.Tensor):
+        idx = idx.tolist()
+    return [int(i) for i in np.asarray(idx).reshape(-1)]
+
+
+class GridImages:
+    """``images[idx]``: float32 (n, 1, S, S) in [0, 1] read from a grid cache."""
+
+    def __init__(self, cache: GridCache):
+        self.cache = cache
+        self.shape = (len(cache), 1, cache.size, cache.size)
+
+    def __len__(self) -> int:
+        return len(self.cache)
+
+    def __getitem__(self, idx) -> torch.Tensor:
+        images, _ = self.cache.read(_positions(idx, len(self)))
+        out = torch.from_numpy(images).unsqueeze(1).float().div_(255.0)
+        return out[0] if _scalar(idx) else out
+
+    def numpy(self) -> np.ndarray:
+        return self[:].numpy()
+
+
+class GridMasks:
+    """``masks[idx]``: uint8 (n, C, S, S) 0/1 from a grid cache; ``overrides`` (position ->
+    bool (C, S, S)) replace the stored masks of some images (an annotator's corrections)."""
+
+    def __init__(self, cache: GridCache, overrides: Mapping[int, np.ndarray] | None = None):
+        self.cache, self.overrides = cache, dict(overrides or {})
+        self.shape = (len(cache), cache.classes, cache.size, cache.size)
+
+    def __len__(self) -> int:
+        return len(self.cache)
+
+    def __getitem__(self, idx) -> torch.Tensor:
+        pos = _positions(idx, len(self))
+        _, masks = self.cache.read(pos)
+        for k, i in enumerate(pos):
+            if i in self.overrides:
+                masks[k] = self.overrides[i]
+        out = torch.from_numpy(masks.view(np.uint8))
+        return out[0] if _scalar(idx) else out
+
+    def numpy(self) -> np.ndarray:
+        return self[:].numpy()
 
 
 @dataclass
@@ -26,11 +85,33 @@ class TrainingSet:
     names: list[str]
     classes: list[str]
     frames: list[Frame]
-    images: torch.Tensor  # (N, 1, S, S) float32 in [0, 1]
-    masks: torch.Tensor  # (N, C, S, S) uint8 0/1
+    images: torch.Tensor | GridImages  # [idx] -> (n, 1, S, S) float32 in [0, 1]
+    masks: torch.Tensor | GridMasks  # [idx] -> (n, C, S, S) uint8 0/1
+    _pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
+    _pending: dict[tuple[int, ...], Future] = field(default_factory=dict, init=False,
+                                                    repr=False)
 
     def __len__(self) -> int:
         return len(self.names)
+
+    def batch(self, idx: torch.Tensor | Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images, masks) as float32 for these positions; prefetched if it was asked for."""
+        pending = self._pending.pop(tuple(_positions(idx, len(self))), None)
+        return pending.result() if pending is not None else self._read(idx)
+
+    def prefetch(self, idx: torch.Tensor | Sequence[int]) -> None:
+        """Start reading a coming batch in a background thread (cache-backed sets only)."""
+        if isinstance(self.images, torch.Tensor):
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="napari-pal-batches")
+        while len(self._pending) >= 2:  # never asked for (e.g. training stopped): drop
+            self._pending.pop(next(iter(self._pending)))
+        key = tuple(_positions(idx, len(self)))
+        self._pending[key] = self._pool.submit(self._read, list(key))
+
+    def _read(self, idx) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[idx], self.masks[idx].float()
 
 
 def normalise(image: np.ndarray) -> np.ndarray:
@@ -65,34 +146,37 @@ def load_training_set(
     size: int,
     overrides: Mapping[str, np.ndarray] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    cache_dir: str | None = None,
 ) -> TrainingSet:
-    """Read every image once; ``overrides`` replaces masks (e.g. an annotator's corrections)."""
-    overrides = overrides or {}
-    n = len(dataset)
-    images = torch.empty((n, 1, size, size), dtype=torch.float32)
-    masks = torch.empty((n, len(dataset.classes), size, size), dtype=torch.uint8)
-    frames = []
-    for i, name in enumerate(dataset.names):
-        frame, img, msk = grid_sample_of(dataset, i, size, overrides.get(name))
-        frames.append(frame)
-        images[i, 0] = torch.from_numpy(img)
-        masks[i] = torch.from_numpy(msk.astype(np.uint8))
-        if progress:
-            progress(i + 1, n)
-    return TrainingSet(list(dataset.names), list(dataset.classes), frames, images, masks)
+    """The dataset's grid samples from its grid cache (built or updated first if needed);
+    ``overrides`` replaces masks (e.g. an annotator's corrections), held in memory."""
+    from napari_pal.data.gridcache import open_grid_cache
+
+    cache = open_grid_cache(dataset, size, progress=progress, base=cache_dir)
+    frames = [Frame(h, w, size) for h, w in cache.shapes]
+    fixed = {}
+    for name, masks in (overrides or {}).items():
+        i = dataset.index(name)
+        fixed[i] = frames[i].to_square(np.asarray(masks, dtype=bool), binary=True)
+    return TrainingSet(list(dataset.names), list(dataset.classes), frames,
+                       GridImages(cache), GridMasks(cache, fixed))
 
 
-def augment(images: torch.Tensor, masks: torch.Tensor,
-            generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def augment(images: torch.Tensor, masks: torch.Tensor, generator: torch.Generator,
+            offset: int = 0, total: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Small random affine moves and contrast/gamma changes, batched on the device.
 
     No flips: a chest has a left and a right (the heart sits on one side). Augmentation
     slows memorisation of a wrong mask, which is what lets its disagreement show.
+    ``images`` may be rows ``offset:offset+len(images)`` of a batch of ``total`` (one rank's
+    share in data-parallel training): the draws are those of the whole batch, so each
+    image is moved exactly as in a single-process run.
     """
     n = images.shape[0]
+    total = n if total is None else total
 
     def uniform(lo: float, hi: float) -> torch.Tensor:
-        return lo + (hi - lo) * torch.rand(n, generator=generator)
+        return (lo + (hi - lo) * torch.rand(total, generator=generator))[offset:offset + n]
 
     angle = uniform(-math.radians(6), math.radians(6))
     scale = uniform(0.93, 1.07)

@@ -35,12 +35,9 @@ def lower_priority() -> None:
 
 def check_run_folder(run_dir: str | Path, root: str | Path) -> None:
     """A run never goes into the dataset folder (nothing writes into an input folder)."""
-    from napari_pal.review.export import same_folder
+    from napari_pal.outputs import outside
 
-    root = Path(root).resolve()
-    if same_folder(run_dir, root) or root in Path(run_dir).resolve().parents:
-        raise PalError(f"the run folder {run_dir} lies inside the input folder {root}; "
-                       "choose another runs folder")
+    outside(run_dir, root, "choose another runs folder")
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from napari_pal.atomic import write_text
 from napari_pal.data.trainset import TrainingSet, augment
 from napari_pal.errors import CheckpointError, PalError, TrainingError
 from napari_pal.method import device as dev
+from napari_pal.method import distributed
 from napari_pal.method.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from napari_pal.method.config import TrainConfig
 from napari_pal.method.models import QualityNet, UNet
@@ -112,17 +113,24 @@ class Trainer:
 
     def __init__(self, data: TrainingSet, config: TrainConfig, run_dir: str | Path, *,
                  truth: Mapping[str, bool] | None = None, trusted: Iterable[str] = (),
-                 resume: bool = False):
+                 resume: bool = False, group: distributed.RankGroup | None = None):
         if len(data) < 2:
             raise TrainingError("need at least two images to train")
         self.data, self.config, self.run_dir = data, config, Path(run_dir)
         self.truth = dict(truth or {})
         trusted = set(trusted)
         self.trusted = torch.tensor([n in trusted for n in data.names])
-        self.device = dev.pick_device(config.device)
+        # data-parallel: this rank's place among the ranks (None: one process, as before)
+        self.group = group if group is not None else distributed.current()
+        self.device = (self.group.start(config.device) if self.group
+                       else dev.pick_device(config.device))
         self.amp = dev.autocast_dtype(self.device, config.precision)
         self._stop = threading.Event()
         self.segmenter, self.qam = build_networks(config, len(data.classes))
+        # on the device before the optimizer restores its state: Adam's moments follow
+        # their parameters' device when loaded (resuming a GPU run kept them on the CPU)
+        for net in (self.segmenter, self.qam):
+            net.to(self.device, memory_format=torch.channels_last)
         self.optimizer = torch.optim.Adam(
             list(self.segmenter.parameters()) + list(self.qam.parameters()), lr=config.lr)
         self.epoch, self.step_in_epoch, self.history = 0, 0, []
@@ -132,8 +140,9 @@ class Trainer:
             raise TrainingError(f"{self.checkpoint_path} has trained "
                                 f"{_n(self.epoch, 'epoch')}, more than the {config.epochs} "
                                 "asked for")
-        for net in (self.segmenter, self.qam):
-            net.to(self.device, memory_format=torch.channels_last)
+        # what runs forward: the networks, or their DDP wrappers (checkpoints save the former)
+        self._nets = ((self.segmenter, self.qam) if self.group is None else
+                      (self.group.wrap(self.segmenter), self.group.wrap(self.qam)))
 
     # --- public -------------------------------------------------------------------------
     def stop(self) -> None:
@@ -147,11 +156,14 @@ class Trainer:
     def run(self) -> Iterator[Progress]:
         cfg = self.config
         if cfg.device in ("auto", "cpu"):
-            dev.set_threads(cfg.threads)
+            dev.set_threads(cfg.threads or (self.group.cpu_threads() if self.group else 0))
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_text(self.run_dir / "config.json", json.dumps(
-            {"config": cfg.to_dict(), "classes": self.data.classes}, indent=2))
+        if self.group is None or self.group.is_main:
+            write_text(self.run_dir / "config.json", json.dumps(
+                {"config": cfg.to_dict(), "classes": self.data.classes}, indent=2))
         per_epoch = len(self._batches(0))
+        if self.group is not None:
+            self.group.check_batches(min(map(len, self._batches(0))), cfg.batch_size)
         total = per_epoch * cfg.epochs
         start, done_at_start = time.perf_counter(), self.epoch * per_epoch + self.step_in_epoch
         # history's elapsed_s is the training time summed over resumed sessions
@@ -160,12 +172,14 @@ class Trainer:
             batches = self._batches(epoch)
             sums = {"loss": 0.0, "n": 0, "clean": [], "corrupt": []}
             for b in range(self.step_in_epoch, len(batches)):
-                if self._stop.is_set():
+                if self._stopping():
                     self.epoch, self.step_in_epoch = epoch, b
                     self._save()
                     yield self._event(epoch, b, per_epoch, total, start, done_at_start,
                                       math.nan, state="stopped")
                     return
+                if b + 1 < len(batches):  # read the next batch while this step computes
+                    self.data.prefetch(self._share(batches[b + 1])[0])
                 loss, weights, names, weighting = self._step(epoch, b, per_epoch, total, batches[b])
                 sums["loss"] += loss
                 sums["n"] += 1
@@ -201,6 +215,11 @@ class Trainer:
             batches[-2] = torch.cat([batches[-2], batches.pop()])
         return batches
 
+    def _share(self, idx: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """One process: the whole batch; data-parallel: this rank's slice of the global
+        batch and where it starts."""
+        return (idx, 0) if self.group is None else self.group.share(idx)
+
     def _lr(self, step: int, total: int) -> float:
         """Cosine decay from lr to lr/100 over the whole run (a function of the step, so
         a resumed run follows the same schedule)."""
@@ -212,38 +231,48 @@ class Trainer:
         step = epoch * per_epoch + b
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr(step, total)
-        images, masks = self.data.images[idx], self.data.masks[idx].float()
+        mine, offset = self._share(idx)
+        images, masks = self.data.batch(mine)
         if cfg.augment:
             gen = torch.Generator().manual_seed(cfg.seed * 7_919 + step * 104_729 + 1)
-            images, masks = augment(images, masks, gen)
+            images, masks = augment(images, masks, gen, offset, len(idx))
         images = images.to(self.device).contiguous(memory_format=torch.channels_last)
         masks = masks.to(self.device)
         weighting = epoch >= cfg.warmup
         self.segmenter.train()
         self.qam.train()
         with dev.autocast(self.device, self.amp):
-            logits = self.segmenter(images)
-            scores = (self.qam(quality_input(images, masks, logits, cfg)).float()
+            logits = self._nets[0](images)
+            scores = (self._nets[1](quality_input(images, masks, logits, cfg)).float()
                       if weighting else None)
         bce, dice = loss_terms(logits, masks)
         losses = bce + dice
         if scores is None:
-            weights = torch.full_like(losses, 1.0 / len(losses))
-        else:
-            weights = sample_weights(scores, cfg.strategy, cfg.lam,
-                                     self.trusted[idx].to(self.device))
+            weights = torch.full_like(losses, 1.0 / len(idx))
+            shown = torch.full((len(idx),), 1.0 / len(idx))
+        elif self.group is None:
+            weights = shown = sample_weights(scores, cfg.strategy, cfg.lam,
+                                             self.trusted[idx].to(self.device))
+        else:  # the softmax over the global batch (Eq. 1), not over this rank's slice
+            weights, shown = self.group.batch_weights(scores, len(idx), cfg.strategy, cfg.lam,
+                                                      self.trusted[idx].to(self.device))
         loss = weighted_loss(weights, bce, dice, cfg.qam_loss)
-        if not torch.isfinite(loss):
+        total, mean_loss = loss.detach(), losses.detach().mean()
+        if self.group is not None:  # the global batch's loss, for the log and the NaN check
+            total, loss_sum = self.group.sum(torch.stack([total, losses.detach().sum()]))
+            mean_loss = loss_sum / len(idx)
+            loss = loss * self.group.loss_scale()
+        if not torch.isfinite(total):
             raise TrainingError(
-                f"the loss became {loss.item()} at epoch {epoch + 1}, step {b + 1}; training "
+                f"the loss became {total.item()} at epoch {epoch + 1}, step {b + 1}; training "
                 f"stopped and the last good checkpoint {self.checkpoint_path} was kept. "
                 f"Try a lower --lr (now {cfg.lr}) or --precision fp32")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         names = [self.data.names[i] for i in idx.tolist()]
-        batch_weights = (weights.detach() * len(idx)).tolist()
-        return float(losses.detach().mean()), batch_weights, names, weighting
+        batch_weights = (shown.detach() * len(idx)).tolist()
+        return float(mean_loss), batch_weights, names, weighting
 
     def _event(self, epoch: int, b: int, per_epoch: int, total: int, start: float,
                done_at_start: int, loss: float, **kw) -> Progress:
@@ -254,7 +283,17 @@ class Trainer:
         return Progress(epoch=min(epoch + 1, self.config.epochs), epochs=self.config.epochs,
                         step=step, steps=total, loss=loss, elapsed_s=elapsed, eta_s=eta, **kw)
 
+    def _stopping(self) -> bool:
+        """A stop asked for here (or, data-parallel, on any rank): all ranks stop together."""
+        stop = self._stop.is_set()
+        return stop if self.group is None else self.group.any(stop)
+
     def _save(self) -> None:
+        """Write the checkpoint and history (data-parallel: rank 0 writes, the others wait
+        until it has, so none exits while the checkpoint is half-way)."""
+        if self.group is not None and not self.group.is_main:
+            self.group.barrier()
+            return
         save_checkpoint(self.checkpoint_path, {
             "segmenter": self.segmenter.state_dict(),
             "qam": self.qam.state_dict(),
@@ -267,6 +306,8 @@ class Trainer:
         })
         write_text(self.run_dir / "history.csv", _history_csv(self.history))
         write_text(self.run_dir / "history.json", json.dumps(self.history))
+        if self.group is not None:
+            self.group.barrier()
 
     def _restore(self, state: dict) -> None:
         if list(state["classes"]) != list(self.data.classes):

@@ -97,7 +97,8 @@ class RecoveryStore:
         return self.folder / "masks" / f"{_safe_name(name)}.npz"
 
     def _originals(self, name: str) -> list[Path]:
-        """The image and mask files of ``name`` in the dataset (matched by file stem)."""
+        """The image and mask files of ``name`` in the dataset (matched by file stem, or by the
+        whole name for an extension-less DICOM file)."""
         root, found = self.dataset_root, []
         for folder in (root / "images", root / "masks"):
             if not folder.is_dir():
@@ -107,7 +108,8 @@ class RecoveryStore:
                                if folder.name == "masks" else [])
             for d in subs:
                 found += [p for p in sorted(d.iterdir())
-                          if p.is_file() and p.stem == name and not p.name.startswith(".")]
+                          if p.is_file() and name in (p.stem, p.name)
+                          and not p.name.startswith(".")]
         return found
 
     def _fingerprints(self, name: str) -> dict[str, dict]:

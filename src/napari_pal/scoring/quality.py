@@ -3,15 +3,28 @@
 Signals per class, computed in the training grid from the trained segmenter's
 prediction and the given mask, distances in pixels of the image as stored:
 - ``dist``: mean distance of the mask's outline from the predicted outline. An eroded,
-  dilated or shifted outline moves by its full amount even where Dice barely changes,
-  and measuring from the mask's outline (not symmetrically) ignores stray blobs that the
-  prediction has elsewhere;
-- ``offset``: the same distance signed (+ over-drawn, - under-drawn);
+  dilated or shifted outline moves by its full amount even where Dice barely changes; a
+  stray blob or spill in the mask adds outline far from the prediction;
+- ``dist_back``: mean distance of the predicted outline from the mask's outline, the
+  predicted parts only (specks under MIN_PART_SHARE of the predicted area are ignored, so
+  a stray blob of the model does not spoil a good mask). It sees what the mask leaves out:
+  a lung not drawn has no outline for ``dist`` to measure, but the predicted lung's
+  outline lies far from every drawn outline;
+- ``thick``: the radius of the largest disk that fits where the mask claims what the
+  model confidently denies (mask 1, probability below 1 - CONFIDENT: the disagreement map
+  above CONFIDENT on the mask). A spill or a stray blob is local, so the mean distances
+  dilute it; its thickness does not. What the model claims alone is left to
+  ``dist_back``, which ignores the model's own specks;
+- ``offset``: ``dist`` signed (+ over-drawn, - under-drawn);
 - ``dice``: overlap of mask and prediction;
 - ``qam``: the quality module's bounded score λ·tanh(t) for the image (strategies with a QAM).
-The overall ``quality`` is the mean over classes of a quality computed from ``dist``; on
-JSRT with half of the training masks eroded or dilated by 5-13 px it separated bad from
-good masks best of these signals (README, "Quality scores").
+A class's quality comes from the largest of ``dist``, ``dist_back`` and THICK_SHARE ·
+``thick`` (a boundary error keeps its size in pixels, an omission or addition its
+distance, a local spill its thickness); the image's ``quality`` is its
+worst class's (one bad class makes a bad image, however good the others). Both chosen by
+measurement over eleven kinds of annotator error and the paper's noise (README,
+"Quality scores"): on JSRT the mean over classes and the mask's outline alone ranked the
+images with a lung or clavicle left out at ROC AUC 0.77 (class masks: 0.30), this 1.00.
 """
 
 from __future__ import annotations
@@ -35,6 +48,13 @@ if TYPE_CHECKING:
 
 #: Distance (in % of the image's longer side) at which a class's quality falls to one half.
 HALF_QUALITY_PERCENT = 1.0
+#: a predicted component smaller than this share of the predicted area is a speck
+MIN_PART_SHARE = 0.1
+#: disagreement map level above which mask and model contradict each other confidently
+CONFIDENT = 0.9
+#: a confident contradiction's thickness counts at this share (a boundary error's
+#: contradiction is about as thick as its distance: half of it keeps that rule in charge)
+THICK_SHARE = 0.5
 
 
 @dataclass
@@ -56,6 +76,37 @@ class Analysis:
 
 def _outline(mask: np.ndarray) -> np.ndarray:
     return mask & ~ndimage.binary_erosion(mask, border_value=0)
+
+
+def predicted_parts(pred: np.ndarray) -> np.ndarray:
+    """The prediction without its specks (components under MIN_PART_SHARE of its area)."""
+    labels, n = ndimage.label(pred)
+    if n <= 1:
+        return pred
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    return (sizes >= MIN_PART_SHARE * sizes.sum())[labels]
+
+
+def back_distance(mask: np.ndarray, pred: np.ndarray) -> float:
+    """Mean distance of the predicted parts' outline from the mask's outline, in grid px:
+    large where the mask leaves out what the model sees (a part, a whole structure)."""
+    parts = predicted_parts(pred)
+    if not mask.any() and not parts.any():
+        return 0.0
+    if not mask.any() or not parts.any():
+        return math.inf
+    return float(ndimage.distance_transform_edt(~_outline(mask))[_outline(parts)].mean())
+
+
+def contradiction_radius(mask: np.ndarray, prob: np.ndarray) -> float:
+    """Radius in grid px of the largest disk inside the mask where the model's probability
+    is below 1 - CONFIDENT (0 where there is none): how thick the worst confidently
+    denied piece of the mask is."""
+    region = mask.astype(bool) & (prob < 1.0 - CONFIDENT)
+    if not region.any():
+        return 0.0
+    return float(ndimage.distance_transform_edt(region).max())
 
 
 def boundary_signals(mask: np.ndarray, pred: np.ndarray) -> tuple[float, float, float]:
@@ -84,6 +135,11 @@ def class_quality(dist_percent: float) -> float:
     return 1.0 / (1.0 + (dist_percent / HALF_QUALITY_PERCENT) ** 2)
 
 
+def image_quality(per_class: Mapping[str, float]) -> float:
+    """An image is as good as its worst class: one bad class makes a bad image."""
+    return float(min(per_class.values()))
+
+
 def score_from_grid(name: str, classes: list[str], masks: np.ndarray, probs: np.ndarray,
                     image_scale: float, qam_t: float | None = None, lam: float = 2.0,
                     ) -> ImageScore:
@@ -92,14 +148,19 @@ def score_from_grid(name: str, classes: list[str], masks: np.ndarray, probs: np.
     signals: dict[str, float] = {}
     per_class: dict[str, float] = {}
     for c, cls in enumerate(classes):
-        dice, dist, offset = boundary_signals(masks[c].astype(bool), probs[c] > 0.5)
+        mask, pred = masks[c].astype(bool), probs[c] > 0.5
+        dice, dist, offset = boundary_signals(mask, pred)
+        back = back_distance(mask, pred)
+        thick = contradiction_radius(mask, probs[c])
         signals[f"dice_{cls}"] = dice
         signals[f"dist_{cls}"] = dist * image_scale
+        signals[f"dist_back_{cls}"] = back * image_scale
+        signals[f"thick_{cls}"] = thick * image_scale
         signals[f"offset_{cls}"] = offset * image_scale
-        per_class[cls] = class_quality(100.0 * dist / size)
+        per_class[cls] = class_quality(100.0 * max(dist, back, THICK_SHARE * thick) / size)
     if qam_t is not None:
         signals["qam"] = float(lam * math.tanh(qam_t))
-    quality = float(np.mean(list(per_class.values())))
+    quality = image_quality(per_class)
     return ImageScore(name, quality, per_class, signals)
 
 

@@ -21,7 +21,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from napari_pal.scoring.quality import ImageScore
+from napari_pal.scoring.quality import ImageScore, image_quality
 
 MIN_PREDICTED = 0.10
 MIN_MEDIAN_DICE = 0.5
@@ -69,12 +69,14 @@ def warnings_text(verdicts: dict[str, ClassReliability]) -> list[str]:
 
 def rank_by_reliable(scores: Sequence[ImageScore],
                      verdicts: dict[str, ClassReliability]) -> list[ImageScore]:
-    """Scores whose overall quality is the mean over the reliable classes only, so an
-    unlearnt class does not drown the others; unchanged when every class (or none) is."""
+    """Scores whose overall quality is taken over the reliable classes only (the worst of
+    them, as ``quality.image_quality``), so an unlearnt class does not drown the others;
+    unchanged when every class (or none) is reliable."""
     keep = [c for c, v in verdicts.items() if v.reliable]
     if not keep or len(keep) == len(verdicts):
         return list(scores)
-    return [replace(s, quality=sum(s.per_class[c] for c in keep) / len(keep)) for s in scores]
+    return [replace(s, quality=image_quality({c: s.per_class[c] for c in keep}))
+            for s in scores]
 
 
 __all__ = ["MIN_MEDIAN_DICE", "MIN_PREDICTED", "ClassReliability", "assess",

@@ -1,5 +1,6 @@
-"""What every command does with its outputs: never into the input folder, never over an
-existing product unless told (``--overwrite``), never half-written, never a mix of two runs."""
+"""What napari-pal does with its outputs, in the CLI and the widget alike: never into the
+input folder, never over an existing product unless told (``--overwrite``), never
+half-written, never a mix of two runs."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from pathlib import Path
 from napari_pal.errors import PalError
 
 
-def outside(out: Path, data: Path) -> None:
-    """Nothing napari-pal does writes into a user's input folder."""
+def outside(out: str | Path, data: str | Path, fix: str = "choose --out elsewhere") -> None:
+    """Nothing napari-pal does writes into a user's input folder: the one check, used by the
+    CLI and by the widget's jobs."""
     out, data = Path(out).resolve(), Path(data).resolve()
     if out == data or data in out.parents:
         raise PalError(f"{out} lies inside the input folder {data}; napari-pal never writes "
-                       f"into an input folder: choose --out elsewhere")
+                       f"into an input folder: {fix}")
 
 
 def check_file(path: Path, overwrite: bool, flag: str = "--out") -> None:
