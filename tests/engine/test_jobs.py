@@ -197,16 +197,18 @@ def test_stop_during_calibration(folder, tmp_path: Path) -> None:
 
 def test_drafts_are_predicted_not_trained_or_scored(tmp_path: Path) -> None:
     from napari_pal.data.synthetic import make_sample_dataset
-    from napari_pal.review.stack import open_folder
+    from napari_pal.review.stack import LayerMasks, mask_stacks, open_folder
 
     root = tmp_path / "part"
     make_sample_dataset(root, n=6, size=32, seed=4)
     for name in ("chest_001", "chest_004"):
         for f in (root / "masks").glob(f"*/{name}.png"):
             f.unlink()
-    meta = open_folder(root)[1]
+    ds, meta = open_folder(root)
     assert meta["drafts"] == ["chest_001", "chest_004"]
-    events = list(train_job(meta, None, _config(), tmp_path / "run", [], threading.Event()))
+    # the widget's masks: every slice of the stacks, the drafts' empty ones included
+    masks = LayerMasks(meta, list(mask_stacks(ds, meta)))
+    events = list(train_job(meta, masks, _config(), tmp_path / "run", [], threading.Event()))
     assert not any(isinstance(e, JobFailed) for e in events), events[-1]
     ready = events[-1]
     assert isinstance(ready, ScoresReady)

@@ -88,6 +88,10 @@ def _train(meta, overrides, config, run_dir: Path, trusted: list[str], stop: thr
     if not len(ds):
         raise PalError(f"no image in {meta['root']} has masks: paint (or accept) the masks "
                        "of a few images first, then train")
+    if overrides is not None:  # the drafts' (empty or painted) slices are not trained on
+        from napari_pal.review.stack import OnlyNames
+
+        overrides = OnlyNames(overrides, ds.names)
     if budget is not None:
         yield JobStatus(f"calibrating this machine for a {budget.minutes:g}-minute budget…")
         config = yield from _plan(ds, config, budget, stop)

@@ -140,3 +140,22 @@ class LayerMasks(Mapping):
 
     def __len__(self) -> int:
         return len(self._index)
+
+
+class OnlyNames(Mapping):
+    """A view of ``masks`` (name -> masks) restricted to ``names``, read when asked: the
+    annotated images' masks for training, without the drafts' (and without a copy)."""
+
+    def __init__(self, masks: Mapping[str, Any], names: Sequence[str]):
+        self._masks, self._names = masks, [n for n in names if n in masks]
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._names:
+            raise KeyError(name)
+        return self._masks[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
