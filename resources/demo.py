@@ -1,9 +1,13 @@
 """Demo: napari with the Pick-and-Learn widget docked on the bundled sample data.
 
 Opens the dataset folder, trains in the widget's worker, scores every image and shows the
-quality table (worst first) with the worst image selected. Where the folder holds a
-corruption.csv (the bundled sample does) it prints the ROC AUC of the quality column at
-telling the corrupted images from the clean ones.
+quality table (worst first) with the worst image selected. While training runs the table is
+refreshed (the anytime ranking); each refresh prints how settled the ranking is.
+By default the settings are set by hand (50 epochs at 128 px, λ 0.5: the numbers the
+README reports); ``--minutes M`` uses the widget's time budget instead (calibrate, plan).
+Where the folder holds a corruption.csv (the bundled sample does) it prints the ROC AUC of
+the quality column at telling the corrupted images from the clean ones (not when no class
+is reliable: then the table is not a ranking).
 
 With a display napari stays open; without one the demo re-runs itself under Xvfb
 (xvfb-run), saves a screenshot of the whole window after scoring and exits.
@@ -11,7 +15,7 @@ With a display napari stays open; without one the demo re-runs itself under Xvfb
 Usage (from the repository root)::
 
     .venv/bin/python resources/demo.py [--data resources/sample] [--epochs 50] [--size 128]
-        [--lam 0.5] [--screenshot runs/demo/screenshot.png] [--exit-after]
+        [--lam 0.5] [--minutes M] [--screenshot runs/demo/screenshot.png] [--exit-after]
 """
 
 from __future__ import annotations
@@ -60,6 +64,9 @@ def main() -> int:
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    p.add_argument("--minutes", type=float, default=None,
+                   help="train for this time budget (the widget plans size and epochs) "
+                        "instead of --epochs/--size")
     p.add_argument("--screenshot", default=None,
                    help="save a screenshot here after scoring (default without a display: "
                         "OUT/screenshot.png)")
@@ -103,7 +110,15 @@ def main() -> int:
     for k, v in {"epochs": a.epochs, "size": a.size, "batch_size": a.batch_size,
                  "lam": a.lam, "threads": a.threads}.items():
         training.form[k].value = v
+    training.by_hand.setChecked(a.minutes is None)
+    if a.minutes is not None:
+        training.minutes.setValue(a.minutes)
     result = {"rc": 0}
+
+    from napari_pal.review.ranking import refresh_text
+
+    state.ranking_refreshed.connect(
+        lambda r: print(f"[{time.perf_counter() - t0:4.0f} s] {refresh_text(r)}", flush=True))
 
     def finish() -> None:
         elapsed = time.perf_counter() - t0
@@ -116,9 +131,19 @@ def main() -> int:
                                          state.scores, state.status)
             order = state.worst_first()
             bad = corrupted_names(data)
-            print(f"trained {a.epochs} epochs at {a.size} px and scored {len(order)} images "
+            if training.plan_label.text():
+                print(training.plan_label.text())
+            print(f"trained {training.form['epochs'].value} epochs at "
+                  f"{training.form['size'].value} px and scored {len(order)} images "
                   f"in {elapsed:.0f} s; quality table: {csv_path}")
-            print("8 worst (most likely wrong) masks:")
+            print(refresh_text(state.refresh))
+            if review.reliability_label.text():
+                print(review.reliability_label.text())
+            if not review.model.ranking_shown:
+                print("no ranking and no AUC: no class is reliable (train longer)")
+                bad, order = None, []
+            else:
+                print("8 worst (most likely wrong) masks:")
             for s in order[:8]:
                 flag = "" if bad is None else ("  corrupted" if s.name in bad else "  clean")
                 print(f"  {s.name}  quality {s.quality:.3f}{flag}")

@@ -13,16 +13,19 @@ import pytest
 
 from napari_pal.jobs.control import JobControl, supervised
 from napari_pal.jobs.events import (
+    DraftPredicted,
     ImageScored,
     JobFailed,
     JobStatus,
+    Planned,
+    RankingUpdated,
     ScoresReady,
     TrainingFinished,
     TrainingProgress,
     TrainingStopped,
 )
 from napari_pal.jobs.score import score_job
-from napari_pal.jobs.train import train_job
+from napari_pal.jobs.train import Budget, train_job
 from napari_pal.method.config import TrainConfig
 
 
@@ -138,3 +141,96 @@ def test_supervised_sets_done_however_the_job_ends() -> None:
     seen = []
     list(supervised(lambda stop: iter([seen.append(stop)]), control))
     assert seen == [control.stop]
+
+
+def test_refreshes_while_training_and_final_scoring_is_the_last_refresh(folder, tmp_path
+                                                                        ) -> None:
+    root, meta = folder
+    events = list(train_job(meta, None, _config(epochs=3), tmp_path / "run", [],
+                            threading.Event(), refresh_every_s=0.0, refresh_max_share=1e9))
+    kinds = [type(e) for e in events]
+    assert JobFailed not in kinds, [e for e in events if isinstance(e, JobFailed)]
+    updates = [e for e in events if isinstance(e, RankingUpdated)]
+    # a refresh after epochs 1 and 2; epoch 3's is the final scoring (with maps), not a third
+    assert [u.refresh.epoch for u in updates] == [1, 2]
+    assert all(sorted(u.scores) == sorted(meta["names"]) for u in updates)
+    assert all(set(u.reliability) == set(meta["classes"]) for u in updates)
+    assert kinds.index(RankingUpdated) < kinds.index(TrainingFinished)  # during training
+    assert updates[1].refresh.top_changed is not None  # compared with the first
+    ready = events[-1]
+    assert isinstance(ready, ScoresReady) and ready.refresh is not None
+    assert ready.refresh.final and ready.refresh.epoch == 3
+    assert ready.refresh.top_changed is not None
+    assert kinds.count(ImageScored) == len(meta["names"])  # scored once at the end
+
+
+def test_budget_calibrates_then_plans(folder, tmp_path: Path) -> None:
+    from napari_pal.method import budget
+
+    root, meta = folder
+    events = []
+    for ev in train_job(meta, None, _config(epochs=99, size=64), tmp_path / "run", [],
+                        threading.Event(), budget=Budget(0.01, (32,))):
+        events.append(ev)
+    planned = [e for e in events if isinstance(e, Planned)]
+    assert len(planned) == 1, [e for e in events if isinstance(e, JobFailed)]
+    c = planned[0].config
+    # a 0.6-second budget: the one size, far fewer than the form's 99 epochs
+    assert c.size == 32 and budget.MIN_EPOCHS <= c.epochs < budget.FULL_EPOCHS
+    assert planned[0].text.startswith(f"planned: 32 px, {c.epochs} epochs, about")
+    steps = [e for e in events if isinstance(e, TrainingFinished)]
+    assert steps and steps[0].progress.epochs == c.epochs
+    assert isinstance(events[-1], ScoresReady)
+
+
+def test_stop_during_calibration(folder, tmp_path: Path) -> None:
+    root, meta = folder
+    stop = threading.Event()
+    events = []
+    for ev in train_job(meta, None, _config(), tmp_path / "run", [], stop,
+                        budget=Budget(1.0, (32,))):
+        events.append(ev)
+        stop.set()  # pressed during the calibration
+    assert events[-1] == JobStatus("stopped during calibration")
+    assert not any(isinstance(e, (Planned, TrainingProgress)) for e in events)
+
+
+def test_drafts_are_predicted_not_trained_or_scored(tmp_path: Path) -> None:
+    from napari_pal.data.synthetic import make_sample_dataset
+    from napari_pal.review.stack import LayerMasks, mask_stacks, open_folder
+
+    root = tmp_path / "part"
+    make_sample_dataset(root, n=6, size=32, seed=4)
+    for name in ("chest_001", "chest_004"):
+        for f in (root / "masks").glob(f"*/{name}.png"):
+            f.unlink()
+    ds, meta = open_folder(root)
+    assert meta["drafts"] == ["chest_001", "chest_004"]
+    # the widget's masks: every slice of the stacks, the drafts' empty ones included
+    masks = LayerMasks(meta, list(mask_stacks(ds, meta)))
+    events = list(train_job(meta, masks, _config(), tmp_path / "run", [], threading.Event()))
+    assert not any(isinstance(e, JobFailed) for e in events), events[-1]
+    ready = events[-1]
+    assert isinstance(ready, ScoresReady)
+    assert sorted(ready.scores) == sorted(set(meta["names"]) - {"chest_001", "chest_004"})
+    drafts = [e for e in events if isinstance(e, DraftPredicted)]
+    assert [meta["names"][e.index] for e in drafts] == ["chest_001", "chest_004"]
+    assert drafts[0].probs.shape == (len(meta["classes"]), 32, 32)
+
+
+def test_refresh_text_says_how_settled() -> None:
+    from napari_pal.review.ranking import refresh_text
+    from napari_pal.scoring.anytime import RankingRefresh
+
+    scores = [object()] * 170
+
+    def refresh(changed, final=False):
+        return RankingRefresh(epoch=12, epochs=60, step=1, train_s=1.0, score_s=1.0,
+                              scores=scores, top_k=17, top_changed=changed, final=final)
+
+    assert refresh_text(refresh(None)) == \
+        "refreshed at epoch 12/60: first ranking, training goes on"
+    assert refresh_text(refresh(2 / 17)) == "refreshed at epoch 12/60: 2 of the top 17 changed"
+    assert refresh_text(refresh(1 / 17)) == \
+        "refreshed at epoch 12/60: settled (1 of the top 17 changed)"
+    assert refresh_text(refresh(0.0, final=True)).startswith("final ranking (epoch 12/60): settled")

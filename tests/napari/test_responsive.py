@@ -72,6 +72,7 @@ def test_event_loop_stall_during_training(make_napari_viewer, qtbot, tmp_path: P
     w = PalWidget(viewer)
     viewer.window.add_dock_widget(w)
     w.training_panel.runs_dir = tmp_path / "runs"
+    w.training_panel.by_hand.setChecked(True)  # these tests set size/epochs
     for k, v in {"epochs": 4, "size": 128, "batch_size": 4, "threads": 1}.items():
         w.training_panel.form[k].value = v
     lungs = viewer.layers["lungs mask"]

@@ -47,6 +47,7 @@ def _dock(make_napari_viewer, folder: Path, tmp_path: Path, **settings):
     widget = PalWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Pick-and-Learn quality review")
     widget.training_panel.runs_dir = tmp_path / "runs"
+    widget.training_panel.by_hand.setChecked(True)  # these tests set size/epochs
     widget.autosaver.delay_ms = 200
     values = {"epochs": 2, "size": 32, "batch_size": 4, "threads": 1, **settings}
     for k, v in values.items():

@@ -20,6 +20,8 @@ from napari_pal.errors import PalError
 from napari_pal.review.stack import region
 
 UNREVIEWED, REVIEWED = "unreviewed", "reviewed"
+#: an image without masks: predicted, never scored; exported only once ACCEPTED or EDITED
+DRAFT, ACCEPTED, EDITED = "draft", "accepted", "edited"
 
 
 class ReviewState:
@@ -34,6 +36,8 @@ class ReviewState:
     #: a score or prediction map arrived (image index) / every image is scored (run folder)
     image_scored = Signal(int)
     scores_ready = Signal(object)
+    #: training goes on, the ranking was refreshed on its current model (a RankingRefresh)
+    ranking_refreshed = Signal(object)
     #: the review status of one image changed (its name)
     status_changed = Signal(str)
     #: the masks were exported to a folder: the autosave of the dataset is not needed
@@ -50,6 +54,9 @@ class ReviewState:
         self.pred: np.ndarray | None = None  # uint8 (C, N, H, W): predicted masks
         self.dis: np.ndarray | None = None  # float32 (N, H, W): disagreement maps
         self.last_run: Path | None = None
+        #: per class: may its scores be read as a ranking (ClassReliability; {} = unknown)
+        self.reliability: dict[str, Any] = {}
+        self.refresh: Any = None  # the last RankingRefresh (None: no ranking while training)
         self.busy = False
         self._dataset = None
 
@@ -61,7 +68,10 @@ class ReviewState:
         self.meta = None if meta is None else dict(meta)
         self._dataset = None
         self.scores, self.pred, self.dis = {}, None, None
-        self.status = {} if self.meta is None else {n: UNREVIEWED for n in self.meta["names"]}
+        self.reliability, self.refresh = {}, None
+        drafts = set(() if self.meta is None else self.meta.get("drafts", ()))
+        self.status = {} if self.meta is None else {
+            n: DRAFT if n in drafts else UNREVIEWED for n in self.meta["names"]}
         self.mask_layer_choice = []
         self.dataset_changed.emit()
 
@@ -111,20 +121,52 @@ class ReviewState:
     def clear_results(self) -> None:
         self.scores = {}
 
+    @property
+    def drafts(self) -> list[str]:
+        """Images without masks in the folder (whatever their status now)."""
+        return [] if self.meta is None else list(self.meta.get("drafts", ()))
+
+    def _maps(self) -> None:
+        shape = tuple(self.image_layer.data.shape)
+        if self.pred is None or self.pred.shape[1:] != shape:
+            self.pred = np.zeros((len(self.meta["classes"]), *shape), np.uint8)
+            self.dis = np.zeros(shape, np.float32)
+
+    def add_draft(self, i: int, probs: np.ndarray) -> None:
+        """Keep draft image ``i``'s predicted masks (no score: it has no masks to score)."""
+        self._maps()
+        rows, cols = region(self.meta, i)
+        self.pred[:, i, rows, cols] = probs > 0.5
+        self.dis[i, rows, cols] = 0.0
+        self.image_scored.emit(i)
+
+    def update_ranking(self, scores: Mapping[str, Any], reliability: Mapping[str, Any],
+                       refresh: Any) -> None:
+        """A refresh while training: new scores for the same images; status, masks and the
+        predictions shown stay as they are."""
+        self.scores = dict(scores)
+        self.reliability = dict(reliability)
+        self.refresh = refresh
+        self.ranking_refreshed.emit(refresh)
+
     def add_analysis(self, i: int, analysis: Any) -> None:
         """Keep image ``i``'s score, predicted masks and disagreement map."""
         meta = self.meta
-        shape = tuple(self.image_layer.data.shape)
-        if self.pred is None or self.pred.shape[1:] != shape:
-            self.pred = np.zeros((len(meta["classes"]), *shape), np.uint8)
-            self.dis = np.zeros(shape, np.float32)
+        self._maps()
         rows, cols = region(meta, i)
         self.pred[:, i, rows, cols] = analysis.probs > 0.5
         self.dis[i, rows, cols] = analysis.disagreement
         self.scores[analysis.score.name] = analysis.score
         self.image_scored.emit(i)
 
-    def finish_scoring(self, run_dir: Path) -> None:
+    def finish_scoring(self, run_dir: Path, reliability: Mapping[str, Any] | None = None,
+                       refresh: Any = None, scores: Mapping[str, Any] | None = None) -> None:
+        """Every image is scored: ``scores`` (ranked over the reliable classes) replace the
+        ones that arrived image by image."""
+        if scores is not None:
+            self.scores = dict(scores)
+        self.reliability = dict(reliability or {})
+        self.refresh = refresh
         self.last_run = Path(run_dir)
         self.scores_ready.emit(self.last_run)
 

@@ -1,5 +1,11 @@
 """The quality table: one row per image (name, overall quality, quality per class, review
-status), coloured from red (worst) to green, sortable, worst first by default."""
+status), coloured from red (worst) to green, sortable, worst first by default.
+
+Drafts (images without masks) have a row with no quality ("-", sorted last). A class the
+model has not learnt (scoring.reliability) shows "-" and "(unreliable)" in its header; with
+no reliable class the overall quality shows "-" too: the table never shows noise as a
+ranking. A refresh during training updates the rows in place (same rows, new scores), so
+the selection stays and the proxy re-sorts worst first."""
 
 from __future__ import annotations
 
@@ -21,18 +27,46 @@ class QualityModel(QAbstractTableModel):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.classes: list[str] = []
-        self.rows: list[tuple[str, object]] = []  # (name, ImageScore)
+        self.rows: list[tuple[str, object]] = []  # (name, ImageScore or None for a draft)
         self.status: dict[str, str] = {}
+        self.unreliable: set[str] = set()
+        self._by_name: dict[str, int] = {}
 
-    def set_scores(self, classes: list[str], scores: list, status: dict[str, str]) -> None:
+    def set_scores(self, classes: list[str], scores: list, status: dict[str, str],
+                   drafts: list[str] = (), reliability: dict | None = None) -> None:
         self.beginResetModel()
         self.classes = list(classes)
-        self.rows = [(s.name, s) for s in scores]
+        self.rows = [(s.name, s) for s in scores] + [(n, None) for n in drafts]
+        by_name = sorted(n for n, s in self.rows if s is not None) + sorted(drafts)
+        self._by_name = {n: k for k, n in enumerate(by_name)}  # drafts last here too
         self.status = status
+        self.unreliable = {c for c, v in (reliability or {}).items() if not v.reliable}
         self.endResetModel()
 
+    def update_scores(self, scores: dict, reliability: dict | None = None) -> bool:
+        """New scores for the rows already shown (a refresh); False when the images differ
+        (the caller resets the table instead)."""
+        scored = {n for n, s in self.rows if s is not None}
+        if not self.rows or scored != set(scores):
+            return False
+        unreliable = {c for c, v in (reliability or {}).items() if not v.reliable}
+        if unreliable != self.unreliable:
+            self.unreliable = unreliable
+            self.headerDataChanged.emit(Qt.Horizontal, 0, self.columnCount() - 1)
+        self.rows = [(n, scores[n] if s is not None else None) for n, s in self.rows]
+        self.dataChanged.emit(self.index(0, 0),
+                              self.index(len(self.rows) - 1, self.columnCount() - 1))
+        return True
+
+    @property
+    def ranking_shown(self) -> bool:
+        """False when no class is reliable: the overall quality is then not a ranking."""
+        return not self.classes or len(self.unreliable) < len(self.classes)
+
     def headers(self) -> list[str]:
-        return ["image", "quality", *self.classes, "status"]
+        return ["image", "quality" if self.ranking_shown else "quality (unreliable)",
+                *(f"{c} (unreliable)" if c in self.unreliable else c for c in self.classes),
+                "status"]
 
     def rowCount(self, parent=None) -> int:  # noqa: N802
         return 0 if parent is not None and parent.isValid() else len(self.rows)
@@ -49,27 +83,42 @@ class QualityModel(QAbstractTableModel):
         name, s = self.rows[row]
         if col == 0:
             return name
+        if col <= 1 + len(self.classes) and s is None:
+            return None  # a draft: no masks, no quality
         if col == 1:
             return s.quality
         if col <= 1 + len(self.classes):
             return s.per_class[self.classes[col - 2]]
         return self.status.get(name, UNREVIEWED)
 
+    def shown(self, col: int) -> bool:
+        """Whether column ``col``'s numbers are shown (not '-' for an unreliable class)."""
+        if col == 1:
+            return self.ranking_shown
+        return not (2 <= col <= 1 + len(self.classes) and self.classes[col - 2] in self.unreliable)
+
     def data(self, index, role=Qt.DisplayRole):
         if not index.isValid():
             return None
         row, col = index.row(), index.column()
         v = self._value(row, col)
+        number = isinstance(v, float) and self.shown(col)
         if role == Qt.DisplayRole:
-            return f"{v:.3f}" if isinstance(v, float) else v
+            if v is None or (isinstance(v, float) and not number):
+                return "-"
+            return f"{v:.3f}" if number else v
         if role == SORT_ROLE:
-            return v
-        if role == Qt.BackgroundRole and isinstance(v, float):
+            if col == 1 and not self.ranking_shown:
+                return float(self._by_name[self.rows[row][0]])  # not a ranking: by name
+            return 2.0 if v is None else v  # drafts (no quality) last when worst first
+        if role == Qt.BackgroundRole and number:
             return quality_colour(v)
-        if role == Qt.ForegroundRole and isinstance(v, float):
+        if role == Qt.ForegroundRole and number:
             return QColor(0, 0, 0)
         if role == Qt.ToolTipRole:
             s = self.rows[row][1]
+            if s is None:
+                return "no masks: a draft (predicted, not scored)"
             return "\n".join(f"{k}: {x:.3g}" for k, x in s.signals.items())
         return None
 

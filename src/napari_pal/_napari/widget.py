@@ -21,6 +21,7 @@ from qtpy.QtWidgets import QGroupBox, QVBoxLayout, QWidget
 
 from napari_pal._napari.autosave import Autosaver
 from napari_pal._napari.close_watch import CloseWatcher
+from napari_pal._napari.drafts import DraftWatcher
 from napari_pal._napari.panels.data import DataPanel
 from napari_pal._napari.panels.export import ExportPanel
 from napari_pal._napari.panels.recovery import RecoveryPanel
@@ -50,6 +51,7 @@ class PalWidget(QWidget):
         self.closed = False
         self.state = ReviewState()
         self.autosaver = Autosaver(napari_viewer, self.state, self)
+        self.drafts = DraftWatcher(napari_viewer, self.state)
         self.data_panel = DataPanel(napari_viewer, self.state)
         self.recovery_panel = RecoveryPanel(self.state)
         self.training_panel = TrainingPanel(self.state)
@@ -82,6 +84,7 @@ class PalWidget(QWidget):
             return True
         self.closed = True
         self.autosaver.shutdown()
+        self.drafts.close()
         self.data_panel.closed = True
         try:
             from qtpy.QtWidgets import QApplication

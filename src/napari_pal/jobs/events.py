@@ -6,13 +6,16 @@ imports torch, Qt or napari, so the GUI can import the types at start-up for fre
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from napari_pal.method.config import TrainConfig
     from napari_pal.method.training import Progress
+    from napari_pal.scoring.anytime import RankingRefresh
     from napari_pal.scoring.quality import Analysis, ImageScore
+    from napari_pal.scoring.reliability import ClassReliability
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,24 @@ class TrainingFinished(TrainingEvent):
 
 
 @dataclass(frozen=True)
+class Planned:
+    """The time budget's calibration chose these settings (``text``: what the panel shows)."""
+
+    config: TrainConfig
+    text: str
+
+
+@dataclass(frozen=True)
+class RankingUpdated:
+    """A ranking refresh while training runs: every annotated image re-scored on the current
+    model (``scores`` are ranked over the reliable classes only, see ``reliability``)."""
+
+    refresh: RankingRefresh
+    scores: dict[str, ImageScore]
+    reliability: dict[str, ClassReliability]
+
+
+@dataclass(frozen=True)
 class ImageScored:
     """Image ``index`` (of the dataset's order) is scored, with its maps."""
 
@@ -51,11 +72,24 @@ class ImageScored:
 
 
 @dataclass(frozen=True)
+class DraftPredicted:
+    """Image ``index`` has no masks (a draft): its predicted masks, (C, H, W) probabilities."""
+
+    index: int
+    total: int
+    probs: Any
+
+
+@dataclass(frozen=True)
 class ScoresReady:
     """Every image is scored with the model of ``run_dir``."""
 
     run_dir: Path
     scores: dict[str, ImageScore]
+    #: per class: may its scores be read as a ranking (empty: not assessed)
+    reliability: dict[str, ClassReliability] = field(default_factory=dict)
+    #: after training, the final refresh (how much the top changed since the last one)
+    refresh: RankingRefresh | None = None
 
 
 @dataclass(frozen=True)
@@ -69,8 +103,8 @@ class JobFailed:
         return str(self.error)
 
 
-JobEvent = (JobStatus | TrainingProgress | TrainingStopped | TrainingFinished | ImageScored
-            | ScoresReady | JobFailed)
+JobEvent = (JobStatus | TrainingProgress | TrainingStopped | TrainingFinished | Planned
+            | RankingUpdated | ImageScored | DraftPredicted | ScoresReady | JobFailed)
 
 
 def training_event(progress: Any) -> TrainingProgress | TrainingStopped | TrainingFinished:

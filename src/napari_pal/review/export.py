@@ -42,9 +42,11 @@ def same_folder(a: str | Path, b: str | Path) -> bool:
 
 def export_masks(out: str | Path, meta: Mapping[str, Any], masks: LayerMasks, *,
                  overwrite_originals: bool = False, copy_images: bool = True,
-                 ) -> list[Path]:
+                 skip: Sequence[str] = ()) -> list[Path]:
     """Write the masks of every image to ``out`` in the input's layout, at each image's size,
-    with a copy of the images (so ``out`` opens as a dataset) and classes.txt.
+    with a copy of the images (so ``out`` opens as a dataset) and classes.txt. Images named
+    in ``skip`` (drafts nobody accepted or edited) get no mask file; their image is still
+    copied, so ``out`` opens with them as drafts again.
 
     Writing into the input folder itself needs ``overwrite_originals`` and then keeps a
     backup of its masks first. Returns the written files (plus a backup folder, if made).
@@ -66,7 +68,9 @@ def export_masks(out: str | Path, meta: Mapping[str, Any], masks: LayerMasks, *,
     ds = dataset_from_meta(meta) if copy_images and not same_folder(out, root) else None
     for i in range(len(names)):
         suffix = meta.get("suffixes", [None] * len(names))[i]
-        written += write_masks(out, layout, classes, names[i], masks.masks(i), suffix=suffix)
+        if names[i] not in skip:
+            written += write_masks(out, layout, classes, names[i], masks.masks(i),
+                                   suffix=suffix)
         if ds is not None:
             src = ds.items[i].image_path
             dest = out / "images" / src.name

@@ -47,7 +47,10 @@ def stack_meta(ds: Dataset, shapes: Sequence[tuple[int, int]] | None = None) -> 
         "names": list(ds.names),
         "shapes": shapes,
         "offsets": [(0, 0)] * len(shapes),
-        "suffixes": [it.mask_paths[0].suffix.lower() for it in ds.items],
+        "suffixes": [it.mask_paths[0].suffix.lower() if it.mask_paths else None
+                     for it in ds.items],
+        # images without masks: shown with empty mask slices, status "draft", never scored
+        "drafts": [it.name for it in ds.items if not it.annotated],
     }
 
 
@@ -90,20 +93,23 @@ def mask_stacks(ds: Dataset, meta: Mapping[str, Any]) -> np.ndarray:
     n, hmax, wmax = canvas_shape(meta)
     out = np.zeros((len(ds.classes), n, hmax, wmax), np.uint8)
     for i in range(n):
-        rows, cols = region(meta, i)
-        out[:, i, rows, cols] = ds.read_masks(i)
+        if ds.items[i].annotated:  # a draft's slices stay empty until predicted or painted
+            rows, cols = region(meta, i)
+            out[:, i, rows, cols] = ds.read_masks(i)
     return out
 
 
 def open_folder(path: str | Path, classes: Sequence[str] | None = None) -> tuple[Dataset, dict]:
-    """Open a dataset lazily (file matching only) and describe its stack."""
-    ds = open_dataset(Path(path), classes=classes, check=False)
+    """Open a dataset lazily (file matching only) and describe its stack; images without
+    masks are kept as drafts."""
+    ds = open_dataset(Path(path), classes=classes, check=False, unannotated=True)
     return ds, stack_meta(ds)
 
 
 def dataset_from_meta(meta: Mapping[str, Any]) -> Dataset:
     """The Dataset a stack came from, restricted to the stack's images in its order."""
-    ds = open_dataset(Path(meta["root"]), classes=meta["classes"], check=False)
+    ds = open_dataset(Path(meta["root"]), classes=meta["classes"], check=False,
+                      unannotated=True)
     names = list(meta["names"])
     if ds.names != names:
         ds = ds.subset(names)
@@ -134,3 +140,22 @@ class LayerMasks(Mapping):
 
     def __len__(self) -> int:
         return len(self._index)
+
+
+class OnlyNames(Mapping):
+    """A view of ``masks`` (name -> masks) restricted to ``names``, read when asked: the
+    annotated images' masks for training, without the drafts' (and without a copy)."""
+
+    def __init__(self, masks: Mapping[str, Any], names: Sequence[str]):
+        self._masks, self._names = masks, [n for n in names if n in masks]
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._names:
+            raise KeyError(name)
+        return self._masks[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)

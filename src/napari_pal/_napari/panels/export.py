@@ -10,7 +10,7 @@ from pathlib import Path
 from qtpy.QtWidgets import QCheckBox, QFileDialog, QPushButton, QVBoxLayout, QWidget
 
 from napari_pal._napari import notify
-from napari_pal._napari.state import ReviewState
+from napari_pal._napari.state import DRAFT, ReviewState
 from napari_pal.errors import PalError
 
 
@@ -39,7 +39,8 @@ class ExportPanel(QWidget):
         state = self.state
         try:
             masks = state.layer_masks()
-            written = export_masks(folder, state.meta, masks,
+            drafts = [n for n in state.drafts if state.status.get(n) == DRAFT]
+            written = export_masks(folder, state.meta, masks, skip=drafts,
                                    overwrite_originals=self.overwrite_check.isChecked())
             csv_path = write_quality_csv(Path(folder) / "quality.csv", state.names,
                                          state.classes, state.scores, state.status)
@@ -49,6 +50,8 @@ class ExportPanel(QWidget):
         state.exported.emit(Path(folder))
         backup = [p for p in written if p.name.startswith("masks.backup-")]
         extra = f"; originals backed up in {backup[0]}" if backup else ""
-        notify.info(f"exported {len(state.names)} images' masks and {csv_path.name} to "
-                    f"{folder}{extra}")
+        left = (f" ({len(drafts)} draft{'s' if len(drafts) != 1 else ''} not accepted or "
+                "edited: left without masks)") if drafts else ""
+        notify.info(f"exported {len(state.names) - len(drafts)} images' masks and "
+                    f"{csv_path.name} to {folder}{extra}{left}")
         return csv_path

@@ -6,6 +6,7 @@ current image."""
 
 from __future__ import annotations
 
+import numpy as np
 from qtpy.QtCore import QItemSelectionModel, Qt
 from qtpy.QtGui import QKeySequence
 from qtpy.QtWidgets import (
@@ -23,7 +24,7 @@ from qtpy.QtWidgets import (
 
 from napari_pal._napari import notify
 from napari_pal._napari.result_layers import show_results
-from napari_pal._napari.state import REVIEWED, UNREVIEWED, ReviewState
+from napari_pal._napari.state import ACCEPTED, DRAFT, REVIEWED, UNREVIEWED, ReviewState
 from napari_pal._napari.table import QualityModel, QualityProxy
 from napari_pal._napari.viewer_slices import current_index, current_name, set_mask, slice_axis
 from napari_pal.errors import PalError
@@ -46,6 +47,15 @@ class ReviewPanel(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         self.current_label = QLabel("")
         lay.addWidget(self.current_label)
+        #: how settled the ranking is ("refreshed at epoch 12/60: 2 of the top 17 changed")
+        self.ranking_label = QLabel("")
+        self.ranking_label.setWordWrap(True)
+        lay.addWidget(self.ranking_label)
+        #: the classes whose quality is not a ranking, and why (scoring.reliability)
+        self.reliability_label = QLabel("")
+        self.reliability_label.setWordWrap(True)
+        self.reliability_label.setStyleSheet("color: #e0a000")
+        lay.addWidget(self.reliability_label)
         self.model = QualityModel(self)
         self.proxy = QualityProxy(self)
         self.proxy.setSourceModel(self.model)
@@ -96,6 +106,7 @@ class ReviewPanel(QWidget):
                                lambda k=k: self.accept_prediction(k))
         state.dataset_changed.connect(self._on_dataset)
         state.scores_ready.connect(self._on_scores_ready)
+        state.ranking_refreshed.connect(self._on_refresh)
         state.status_changed.connect(self._on_status)
         viewer.dims.events.current_step.connect(self.update_current)
 
@@ -108,15 +119,38 @@ class ReviewPanel(QWidget):
     # --- following the state ------------------------------------------------------------------
     def _on_dataset(self) -> None:
         self.model.set_scores([], [], self.state.status)
+        self.ranking_label.setText("")
+        self.reliability_label.setText("")
         self.accept_class_combo.clear()
         self.accept_class_combo.addItems(self.state.classes)
         self.update_current()
 
     def _on_scores_ready(self, run_dir=None) -> None:
-        show_results(self.viewer, self.state)
-        self.model.set_scores(self.state.classes, self.state.worst_first(), self.state.status)
+        state = self.state
+        show_results(self.viewer, state)
+        self._show_ranking()
+        if not self.model.update_scores(state.scores, state.reliability):
+            self.model.set_scores(state.classes, state.worst_first(), state.status,
+                                  state.drafts, state.reliability)
         self.table.sortByColumn(1, Qt.AscendingOrder)
         self.proxy.sort(1, Qt.AscendingOrder)
+
+    def _on_refresh(self, refresh=None) -> None:
+        """Training goes on: new scores in the same rows (selection, status and masks stay),
+        re-sorted worst first. The prediction layers change at the final scoring only."""
+        state = self.state
+        self._show_ranking()
+        if not self.model.update_scores(state.scores, state.reliability):
+            self.model.set_scores(state.classes, state.worst_first(), state.status,
+                                  state.drafts, state.reliability)
+        self.proxy.sort(1, Qt.AscendingOrder)
+        self.update_current()
+
+    def _show_ranking(self) -> None:
+        from napari_pal.review.ranking import refresh_text, reliability_text
+
+        self.ranking_label.setText(refresh_text(self.state.refresh))
+        self.reliability_label.setText(reliability_text(self.state.reliability))
 
     def _on_status(self, name: str) -> None:
         self.model.status_changed(name)
@@ -207,6 +241,9 @@ class ReviewPanel(QWidget):
 
         i = current_index(self.viewer)
         rows, cols = region(state.meta, i)
+        name = state.names[i]
+        if state.status.get(name) == DRAFT:  # the draft's predicted masks become its masks
+            state.set_status(name, ACCEPTED)
         for j in range(len(layers)) if k is None else [k]:
             if 0 <= j < len(layers):
                 set_mask(layers[j], state.meta, i, state.pred[j, i, rows, cols] > 0)
@@ -217,11 +254,18 @@ class ReviewPanel(QWidget):
         if state.meta is None:
             return
         i = current_index(self.viewer)
+        name = state.names[i]
         try:
             layers = state.mask_layers()
-            original = state.dataset().read_masks(i)
+            if name in state.drafts:  # a draft's original is "no masks": empty, draft again
+                h, w = state.meta["shapes"][i]
+                original = np.zeros((len(layers), h, w), bool)
+            else:
+                original = state.dataset().read_masks(i)
         except PalError as err:
             notify.error(err)
             return
         for j, layer in enumerate(layers):
             set_mask(layer, state.meta, i, original[j])
+        if name in state.drafts:
+            state.set_status(name, DRAFT)

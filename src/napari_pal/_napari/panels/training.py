@@ -5,12 +5,16 @@ progress here and results in the shared state (the Review panel shows those)."""
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from pathlib import Path
 
 from qtpy.QtWidgets import (
+    QCheckBox,
+    QDoubleSpinBox,
     QFileDialog,
+    QFormLayout,
     QHBoxLayout,
     QLabel,
     QProgressBar,
@@ -26,16 +30,22 @@ from napari_pal._napari.state import REVIEWED, ReviewState
 from napari_pal._napari.training_form import TrainingForm
 from napari_pal.errors import PalError
 from napari_pal.jobs.events import (
+    DraftPredicted,
     ImageScored,
     JobFailed,
     JobStatus,
+    Planned,
+    RankingUpdated,
     ScoresReady,
     TrainingFinished,
     TrainingProgress,
     TrainingStopped,
 )
 from napari_pal.jobs.score import score_job
-from napari_pal.jobs.train import train_job
+from napari_pal.jobs.train import Budget, train_job
+
+#: the time budget's default, in minutes (issue 12: the main training knob)
+DEFAULT_MINUTES = 15.0
 
 
 def fmt_time(s: float) -> str:
@@ -56,6 +66,12 @@ class TrainingPanel(QWidget):
         super().__init__(parent)
         self.state = state
         self.runs_dir: Path | None = None  # None: a per-dataset folder in the user cache
+        #: sizes the budget's calibration tries (() = method.budget.SIZES; tests use tiny ones)
+        self.budget_sizes: tuple[int, ...] = ()
+        #: the ranking is refreshed after an epoch when this much training time has passed
+        #: and a refresh costs at most ``refresh_max_share`` of it (scoring.anytime)
+        self.refresh_every_s = 30.0
+        self.refresh_max_share = 0.25
         self.last_event = None  # the trainer's last Progress record
         self.runner = JobRunner(self)
         self.runner.event.connect(self._on_event)
@@ -63,6 +79,22 @@ class TrainingPanel(QWidget):
         self.runner.finished.connect(self._on_finished)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
+        budget_row = QFormLayout()
+        budget_row.setContentsMargins(0, 0, 0, 0)
+        self.minutes = QDoubleSpinBox()
+        self.minutes.setRange(0.1, 24 * 60)
+        self.minutes.setDecimals(1)
+        self.minutes.setValue(DEFAULT_MINUTES)
+        self.minutes.setToolTip("Train picks size and epochs to fit this time on this machine "
+                                "(a few seconds of calibration first)")
+        self.by_hand = QCheckBox("set by hand (use the size and epochs below)")
+        self.by_hand.toggled.connect(self.minutes.setDisabled)
+        budget_row.addRow("time budget (minutes)", self.minutes)
+        budget_row.addRow(self.by_hand)
+        lay.addLayout(budget_row)
+        self.plan_label = QLabel("")
+        self.plan_label.setWordWrap(True)
+        lay.addWidget(self.plan_label)
         self.form = TrainingForm()
         common, advanced = self.form.native_widgets()
         lay.addWidget(common)
@@ -122,7 +154,13 @@ class TrainingPanel(QWidget):
         self.plot.clear()
         self.progress.setRange(0, 0)
         self.progress_label.setText("starting…")
-        self._start(self.train_job, state.meta, masks, config, run_dir, trusted)
+        budget = None if self.by_hand.isChecked() else Budget(self.minutes.value(),
+                                                              tuple(self.budget_sizes))
+        self.plan_label.setText("" if budget is None else "calibrating…")
+        job = functools.partial(self.train_job, budget=budget,
+                                refresh_every_s=self.refresh_every_s,
+                                refresh_max_share=self.refresh_max_share)
+        self._start(job, state.meta, masks, config, run_dir, trusted)
 
     def stop_training(self) -> None:
         """Ask the running job to stop (training saves a checkpoint first)."""
@@ -187,8 +225,17 @@ class TrainingPanel(QWidget):
             self.state.add_analysis(ev.index, ev.analysis)
             self.progress.setValue(ev.index + 1)
             self.progress_label.setText(f"scoring {ev.index + 1}/{ev.total}")
+        elif isinstance(ev, DraftPredicted):
+            self.state.add_draft(ev.index, ev.probs)
+            self.progress_label.setText(f"predicting the drafts: {ev.index + 1}/{ev.total}")
+        elif isinstance(ev, RankingUpdated):
+            self.state.update_ranking(ev.scores, ev.reliability, ev.refresh)
+        elif isinstance(ev, Planned):
+            self.plan_label.setText(ev.text)
+            self.form["size"].value = ev.config.size  # shown; "set by hand" keeps them
+            self.form["epochs"].value = ev.config.epochs
         elif isinstance(ev, ScoresReady):
-            self.state.finish_scoring(ev.run_dir)
+            self.state.finish_scoring(ev.run_dir, ev.reliability, ev.refresh, ev.scores)
             self.progress_label.setText(f"scored {len(ev.scores)} images with {ev.run_dir}")
         elif isinstance(ev, JobFailed):
             self._on_failed(ev.error)
