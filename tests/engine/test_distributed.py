@@ -23,11 +23,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tinydata import tiny_set
 
 from napari_pal.__main__ import _interrupt, rank_main
-from napari_pal.data.geometry import Frame
 from napari_pal.data.synthetic import make_sample_dataset
-from napari_pal.data.trainset import TrainingSet
 from napari_pal.method import distributed
 from napari_pal.method.checkpoint import load_checkpoint
 from napari_pal.method.config import TrainConfig
@@ -39,19 +38,6 @@ STOP_AFTER = 3  # of 4 steps: two epochs of batches 5 + 6 (11 images, --batch-si
 WEIGHT_TOL, PARAM_TOL = 1e-5, 1e-4
 
 
-def tiny_set(n=11, size=32, seed=0) -> TrainingSet:
-    rng = np.random.default_rng(seed)
-    images = torch.from_numpy(rng.random((n, 1, size, size), dtype=np.float32))
-    masks = torch.zeros((n, 2, size, size), dtype=torch.uint8)
-    for i in range(n):
-        a = int(rng.integers(4, 10))
-        masks[i, 0, a:a + 12, a:a + 12] = 1
-        masks[i, 1, 2:8, 2:20] = 1
-        images[i, 0][masks[i, 0].bool()] += 0.5
-    return TrainingSet([f"im{i}" for i in range(n)], ["a", "b"],
-                       [Frame(size, size, size)] * n, images, masks)
-
-
 def config() -> TrainConfig:
     # batches of 5 then 6 (the last lone image joins the one before): shares 3+2, 3+3
     return TrainConfig(epochs=2, size=32, batch_size=5, width=4, depth=2, qam_width=4,
@@ -59,7 +45,7 @@ def config() -> TrainConfig:
 
 
 def make_trainer(run_dir, group=None, resume=False) -> Trainer:
-    trainer = Trainer(tiny_set(), config(), run_dir, trusted=["im4"], resume=resume,
+    trainer = Trainer(tiny_set(11), config(), run_dir, trusted=["im4"], resume=resume,
                       group=group)
     if not resume:  # scores that differ from the first step (the last layer starts at 0)
         with torch.no_grad():

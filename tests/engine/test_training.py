@@ -6,27 +6,13 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from tinydata import tiny_set
 
-from napari_pal.data.geometry import Frame
-from napari_pal.data.trainset import TrainingSet
 from napari_pal.errors import CheckpointError, TrainingError
 from napari_pal.method.checkpoint import load_checkpoint
 from napari_pal.method.config import TrainConfig
 from napari_pal.method.inference import TrainedModel
 from napari_pal.method.training import Trainer
-
-
-def tiny_set(n=6, size=32, seed=0) -> TrainingSet:
-    rng = np.random.default_rng(seed)
-    images = torch.from_numpy(rng.random((n, 1, size, size), dtype=np.float32))
-    masks = torch.zeros((n, 2, size, size), dtype=torch.uint8)
-    for i in range(n):
-        a = int(rng.integers(4, 10))
-        masks[i, 0, a:a + 12, a:a + 12] = 1
-        masks[i, 1, 2:8, 2:20] = 1
-        images[i, 0][masks[i, 0].bool()] += 0.5
-    return TrainingSet([f"im{i}" for i in range(n)], ["a", "b"],
-                       [Frame(size, size, size)] * n, images, masks)
 
 
 def cfg(**kw) -> TrainConfig:
