@@ -48,11 +48,14 @@ def test_refreshes_during_training_rank_the_whole_folder(small, tmp_path):
     assert refreshes[0].top_changed is None
     for r in refreshes:
         assert sorted(s.name for s in r.scores) == sorted(small.names)
-        assert r.worst == [s.name for s in sorted(r.scores, key=lambda s: (s.quality, s.name))
-                           ][:r.top_k]
+        order = [s.name for s in sorted(r.scores, key=lambda s: (s.quality, s.name))]
+        assert r.worst == (order[:r.top_k] if r.ranked else [])
         assert r.score_s > 0 and r.train_s > 0
-    for r in refreshes[1:]:
-        assert 0.0 <= r.top_changed <= 1.0
+    for before, r in zip(refreshes, refreshes[1:]):
+        if before.ranked and r.ranked:
+            assert 0.0 <= r.top_changed <= 1.0
+        else:
+            assert r.top_changed is None
     assert progress[-1].state == "finished"
     assert sum(e.state == "running" for e in progress) == 3 * 2  # 8 images, batch 4
 
@@ -99,3 +102,48 @@ def test_calibrate_measures_each_size_and_writes_nothing(small, sample_dir, tree
     rates = calibrate(small, tiny_config(), sizes=(64, 32), images=4, steps=1)
     assert set(rates) == {64, 32} and all(r > 0 for r in rates.values())
     assert tree_hash(sample_dir) == before
+
+
+def test_refresh_ranks_over_the_learnt_classes_only(small, tmp_path, monkeypatch):
+    """Early on a class is not learnt: every image's worst class is then ~0 and the folder
+    would tie; the refresh ranks over the learnt classes, and with none says so."""
+    from napari_pal.scoring import anytime
+    from napari_pal.scoring.quality import ImageScore
+
+    classes = list(small.classes)
+    learnt, unlearnt = classes[0], classes[1:]
+
+    def fake_scores(trainer, dataset, overrides=None):
+        out = []
+        for i, name in enumerate(dataset.names):
+            per = {learnt: 0.1 * i, **{c: 0.0 for c in unlearnt}}
+            sig = {f"dice_{learnt}": 0.9, f"offset_{learnt}": 0.5}
+            sig |= {f"dice_{c}": 0.0 for c in unlearnt} | {f"offset_{c}": float("inf")
+                                                           for c in unlearnt}
+            out.append(ImageScore(name, 0.0, per, sig))
+        return out
+
+    monkeypatch.setattr(anytime, "score_now", fake_scores)
+    config = tiny_config(epochs=2)
+    trainer = Trainer(load_training_set(small, config.size), config, tmp_path / "run")
+    refreshes = [e for e in train_with_refreshes(trainer, small, every_s=0.0,
+                                                 max_share=float("inf"))
+                 if hasattr(e, "scores")]
+    first = refreshes[0]
+    assert first.ranked and first.reliable == {learnt: True, **{c: False for c in unlearnt}}
+    assert first.worst == list(small.names[:first.top_k])  # ordered by the learnt class
+    assert [s.quality for s in first.scores] == pytest.approx(
+        [0.1 * i for i in range(len(small))])
+
+    def nothing_learnt(trainer, dataset, overrides=None):
+        return [ImageScore(n, 0.0, {c: 0.0 for c in classes},
+                           {f"dice_{c}": 0.0 for c in classes}
+                           | {f"offset_{c}": float("inf") for c in classes})
+                for n in dataset.names]
+
+    monkeypatch.setattr(anytime, "score_now", nothing_learnt)
+    trainer = Trainer(load_training_set(small, config.size), config, tmp_path / "run2")
+    refreshes = [e for e in train_with_refreshes(trainer, small, every_s=0.0,
+                                                 max_share=float("inf"))
+                 if hasattr(e, "scores")]
+    assert all(not r.ranked and r.worst == [] and r.top_changed is None for r in refreshes)

@@ -102,11 +102,13 @@ def run(a: argparse.Namespace) -> dict:
             continue
         names = [s.name for s in ev.scores]
         is_bad = [truth.get(n, False) for n in names]
-        badness = [-s.quality for s in ev.scores]
+        badness = [-s.quality for s in ev.scores]  # over the classes learnt so far
+        # no class learnt yet: the widget shows no ranking, so there is nothing to measure
+        auc = roc_auc(is_bad, badness) if ev.ranked else float("nan")
+        ap = average_precision(is_bad, badness) if ev.ranked else float("nan")
         row = {"wall_s": round(time.perf_counter() - start, 1), "train_s": round(ev.train_s, 1),
                "epoch": ev.epoch, "epochs": ev.epochs,
-               "auc": round(roc_auc(is_bad, badness), 4),
-               "ap": round(average_precision(is_bad, badness), 4),
+               "auc": round(auc, 4), "ap": round(ap, 4),
                "top_changed": "" if ev.top_changed is None else round(ev.top_changed, 3),
                "final": int(ev.final)}
         rows.append(row)
@@ -121,8 +123,12 @@ def run(a: argparse.Namespace) -> dict:
                                          "ops": a.ops}, "images": len(ds)}
 
 
+def _num(x: float) -> str:
+    return "no class learnt yet" if x != x else f"{x:.3f}"
+
+
 def first_at(rows: list[dict], auc: float) -> float | None:
-    hit = [r["wall_s"] for r in rows if r["auc"] >= auc]
+    hit = [r["wall_s"] for r in rows if r["auc"] >= auc]  # NaN (no ranking) never counts
     return hit[0] if hit else None
 
 
@@ -134,7 +140,7 @@ def markdown(result: dict) -> str:
              "| --- | --- | --- | --- | --- |"]
     for r in rows:
         lines.append(f"| {r['wall_s'] / 60:.1f} | {r['epoch']}/{r['epochs']}"
-                     f"{' (final)' if r['final'] else ''} | {r['auc']:.3f} | {r['ap']:.3f} | "
+                     f"{' (final)' if r['final'] else ''} | {_num(r['auc'])} | {_num(r['ap'])} | "
                      f"{r['top_changed'] if r['top_changed'] != '' else '-'} |")
     t95 = first_at(rows, 0.95)
     d = result["test_dice"]

@@ -177,11 +177,12 @@ def _write_ranking(path: Path, refresh, classes, bar) -> None:
 
     text, verdicts = score_table(refresh.scores, classes, [], warn=refresh.final)
     write_text(path, text)
-    moved = ("first ranking" if refresh.top_changed is None else
+    moved = ("no class learnt yet: no ranking" if not refresh.ranked else
+             "first ranking" if refresh.top_changed is None else
              f"{round(refresh.top_changed * refresh.top_k)} of the top {refresh.top_k} changed"
              + (" (settled)" if refresh.settled else ""))
     unreliable = [c for c, v in verdicts.items() if not v.reliable]
     note = f"; not yet reliable: {', '.join(unreliable)}" if unreliable else ""
-    worst = ", ".join(refresh.worst[:5])
+    worst = f"; worst: {', '.join(refresh.worst[:5])}" if refresh.worst else ""
     bar.write(f"ranking {'(final) ' if refresh.final else ''}at epoch {refresh.epoch}/"
-              f"{refresh.epochs}: {moved}{note}; worst: {worst} -> {path}", file=sys.stderr)
+              f"{refresh.epochs}: {moved}{note}{worst} -> {path}", file=sys.stderr)

@@ -81,17 +81,20 @@ def score_all(model, meta: Mapping[str, Any], overrides: Mapping[str, Any] | Non
     refresh = None
     if refresh_info is not None:
         refresh = final_refresh(list(scores.values()), previous,
-                                time.perf_counter() - t0, refresh_info)
+                                time.perf_counter() - t0, refresh_info,
+                                ranked=any(v.reliable for v in verdicts.values()))
     yield ScoresReady(run_dir, scores, verdicts, refresh)
 
 
-def final_refresh(scores, previous: Sequence[str], score_s: float, info: Mapping[str, Any]):
-    """The end-of-training scoring, described as the last :class:`RankingRefresh`."""
+def final_refresh(scores, previous: Sequence[str], score_s: float, info: Mapping[str, Any],
+                  *, ranked: bool = True):
+    """The end-of-training scoring, described as the last :class:`RankingRefresh`
+    (``ranked`` False: no class is learnt, so there is no order to compare)."""
     from napari_pal.scoring.anytime import RankingRefresh, compare, order_of, top_k_of
 
     k = top_k_of(len(scores))
-    order = order_of(scores)
-    changed, rho = compare(list(previous), order, k)
+    order = order_of(scores) if ranked else []
+    changed, rho = compare(list(previous), order, k) if ranked else (None, None)
     return RankingRefresh(epoch=info["epoch"], epochs=info["epochs"], step=info["step"],
                           train_s=info["train_s"], score_s=score_s, scores=list(scores),
                           top_k=k, top_changed=changed, rank_correlation=rho, final=True,

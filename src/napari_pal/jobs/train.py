@@ -110,7 +110,7 @@ def _train(meta, overrides, config, run_dir: Path, trusted: list[str], stop: thr
         if isinstance(ev, RankingRefresh):
             verdicts = assess(ev.scores, classes)
             ranked = rank_by_reliable(ev.scores, verdicts)
-            previous = _order(ranked)
+            previous = _order(ranked) if ev.ranked else []  # no class learnt: no order
             yield RankingUpdated(ev, {s.name: s for s in ranked}, verdicts)
             continue
         last = ev

@@ -14,7 +14,10 @@ def refresh_text(refresh: Any) -> str:
     k = min(refresh.top_k, len(refresh.scores))
     when = (f"final ranking (epoch {refresh.epoch}/{refresh.epochs})" if refresh.final
             else f"refreshed at epoch {refresh.epoch}/{refresh.epochs}")
-    if refresh.top_changed is None:
+    if not getattr(refresh, "ranked", True):
+        how = ("no class learnt yet, training goes on" if not refresh.final
+               else "no class learnt: no ranking")
+    elif refresh.top_changed is None:
         how = "first ranking, training goes on" if not refresh.final else f"top {k}"
     else:
         changed = round(refresh.top_changed * k)

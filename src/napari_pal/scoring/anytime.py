@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from napari_pal.data.dataset import Dataset
+from napari_pal.scoring import reliability
 from napari_pal.scoring.quality import ImageScore, analyse
 
 
@@ -36,6 +37,12 @@ class RankingRefresh:
     rank_correlation: float | None = None  # Spearman's rho against the last refresh
     final: bool = False
     worst: list[str] = field(default_factory=list)  # the top-k names, worst first
+    reliable: dict[str, bool] = field(default_factory=dict)  # per class: learnt yet?
+
+    @property
+    def ranked(self) -> bool:
+        """False while no class is learnt: the scores are then no ranking at all."""
+        return any(self.reliable.values()) if self.reliable else True
 
     @property
     def settled(self) -> bool:
@@ -103,15 +110,21 @@ def train_with_refreshes(trainer, dataset: Dataset, *, every_s: float = 60.0,
         t0 = time.perf_counter()
         train_s = t0 - start - scoring_s
         scores = score_now(trainer, dataset, overrides)
-        order = order_of(scores)
-        changed, rho = compare(previous, order, k)
+        # ranked as the user sees it: over the classes the model has learnt so far (early
+        # on, an unlearnt class gives every image quality ~0 and ties the whole folder)
+        verdicts = reliability.assess(scores, dataset.classes)
+        scores = reliability.rank_by_reliable(scores, verdicts)
+        ranked = any(v.reliable for v in verdicts.values())
+        order = order_of(scores) if ranked else []
+        changed, rho = compare(previous, order, k) if ranked else (None, None)
         last_cost = time.perf_counter() - t0
         scoring_s += last_cost
         previous, last_at = order, train_s
         return RankingRefresh(epoch=trainer.epoch, epochs=ev.epochs, step=ev.step,
                               train_s=train_s, score_s=last_cost, scores=scores, top_k=k,
                               top_changed=changed, rank_correlation=rho, final=final,
-                              worst=order[:k])
+                              worst=order[:k],
+                              reliable={c: v.reliable for c, v in verdicts.items()})
 
     last_ev = None
     for ev in trainer.run():
