@@ -53,6 +53,7 @@ def probe(folder: Path, run: Path, export_dir: Path, t_process: float) -> dict:
     image = viewer.layers[f"{folder.name} images"]
     _wait_shown(app, image)
     first = time.perf_counter() - t0
+    stages = {"after_first_image": round(_peak_mb())}
     process_first = time.time() - t_process
     state = widget.state
     n = len(state.names)
@@ -64,10 +65,12 @@ def probe(folder: Path, run: Path, export_dir: Path, t_process: float) -> dict:
     for ly in state.mask_layers():
         _wait_shown(app, ly)
     jump = time.perf_counter() - t1
+    stages["after_jump"] = round(_peak_mb())
 
     lungs = state.mask_layers()[0]
     t2 = time.perf_counter()
-    for x in range(600, 1400, 40):  # a brush stroke across the right lung
+    lungs.brush_size = 40
+    for x in range(600, 1400, 10):  # a brush stroke across the right lung
         lungs.paint((j, 1000, x), 1, refresh=True)
     app.processEvents()
     paint = time.perf_counter() - t2
@@ -82,6 +85,7 @@ def probe(folder: Path, run: Path, export_dir: Path, t_process: float) -> dict:
     widget.review_panel.accept_prediction(None)
     app.processEvents()
     accept = time.perf_counter() - t3
+    stages["after_accept"] = round(_peak_mb())
     h, w = state.meta["shapes"][j]
     want = analysis.probs > 0.5
     accepted = all(np.array_equal(np.asarray(ly.data[j, :h, :w]) > 0, want[k])
@@ -110,7 +114,7 @@ def probe(folder: Path, run: Path, export_dir: Path, t_process: float) -> dict:
             "process_first_image_s": round(process_first, 2), "jump_to": j,
             "jump_s": round(jump, 2), "paint_stroke_s": round(paint, 2),
             "score_and_accept_s": round(accept, 2), "export_s": round(export, 1),
-            "peak_mb": round(peak), "checks": checks}
+            "peak_mb": round(peak), "peak_mb_by_stage": stages, "checks": checks}
 
 
 def main(argv: list[str] | None = None) -> int:

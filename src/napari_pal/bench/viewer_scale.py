@@ -28,7 +28,9 @@ import sys
 import time
 from pathlib import Path
 
-SOURCE = Path(__file__).resolve().parents[4] / "shared" / "data" / "jsrt-fullres"
+#: the shared data beside the repository (the worktree's or the main checkout's)
+SOURCE = next((p for p in (Path(__file__).resolve().parents[k] / "shared" / "data" / "jsrt-fullres"
+                           for k in (3, 4)) if p.is_dir()), Path("/work/shared/data/jsrt-fullres"))
 
 
 def make_folder(source: Path, out: Path, n: int) -> Path:
