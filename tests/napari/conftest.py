@@ -30,3 +30,11 @@ def pytest_collection_modifyitems(config, items):
 def asked_qt_api() -> str | None:
     """QT_API as it was before qtpy loaded (None: not set)."""
     return ASKED_QT_API
+
+
+@pytest.fixture(autouse=True)
+def _layer_cache_in_tmp(tmp_path_factory, monkeypatch):
+    """The mask / prediction layers' stores go to a temporary folder, not the user's cache."""
+    from napari_pal.review.slicestore import ENV
+
+    monkeypatch.setenv(ENV, str(tmp_path_factory.getbasetemp() / "layers"))

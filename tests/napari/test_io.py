@@ -91,8 +91,7 @@ def test_writer_into_input_keeps_backup(mixed_sizes: Path) -> None:
     layers = read_dataset(str(mixed_sizes))
     data, attrs, _ = layers[1]
     before = (mixed_sizes / "masks" / "lungs" / "chest_000.png").read_bytes()
-    data = data.copy()
-    data[0] = 0
+    data[0] = 0  # into the layer's store in the cache, not the folder
     write_labels(str(mixed_sizes), data, attrs)
     backups = list(mixed_sizes.glob("masks.backup-*"))
     assert len(backups) == 1

@@ -184,12 +184,13 @@ def test_drafts_of_images_without_masks(make_napari_viewer, qtbot, partly: Path,
     assert [n for n, _, _ in _table(w)][-2:] == ["chest_001", "chest_004"]  # drafts last
 
     # the prediction offered as the draft's masks: one undoable edit, status "accepted"
-    w.state.pred[:, d1, 4:12, 4:12] = 1  # a visible prediction, whatever 1 epoch learnt
+    for k in range(len(layers)):  # a visible prediction, whatever 1 epoch learnt
+        w.state.pred.layer(k)[d1, 4:12, 4:12] = 1
     viewer.dims.set_current_step(0, d1)
     w.review_panel.accept_prediction(None)
     assert w.state.status["chest_001"] == "accepted"
     for k, ly in enumerate(layers):
-        assert np.array_equal(np.asarray(ly.data[d1]) > 0, w.state.pred[k, d1] > 0)
+        assert np.array_equal(np.asarray(ly.data[d1]) > 0, w.state.pred.layer(k)[d1] > 0)
     layers[0].undo()
     assert not np.asarray(layers[0].data[d1]).any()
     layers[0].redo()

@@ -1,5 +1,6 @@
 """napari reader: a dataset folder (images/ + masks/) -> one lazy image stack + one Labels
-layer per class, on the same (N, Hmax, Wmax) stack (see ``_stack`` for the placement)."""
+layer per class, on the same (N, Hmax, Wmax) stack (see ``review.stack`` for the placement).
+Both are lazy: a slice's image and mask files are read when napari first shows it."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def image_layer_name(root: str | Path) -> str:
 
 def layer_data_for(path: str | Path, classes=None) -> list[tuple[Any, dict, str]]:
     """The layer data tuples for a dataset folder (also used by the widget's folder picker)."""
-    from napari_pal.review.stack import lazy_image_stack, mask_stacks, open_folder
+    from napari_pal.review.stack import lazy_image_stack, mask_store, open_folder
 
     ds, meta = open_folder(path, classes)
     image = lazy_image_stack(ds, meta)
@@ -43,9 +44,9 @@ def layer_data_for(path: str | Path, classes=None) -> list[tuple[Any, dict, str]
         "colormap": "gray",
         "metadata": {META_KEY: {**meta, "role": "image"}},
     }, "image")]
-    masks = mask_stacks(ds, meta)
+    store = mask_store(ds, meta)  # slices read from the mask files when first shown
     for k, cls in enumerate(ds.classes):
-        layers.append((masks[k], {
+        layers.append((store.layer(k), {
             "name": mask_layer_name(cls),
             "opacity": 0.45,
             "colormap": {1: class_colour(k), None: "transparent"},

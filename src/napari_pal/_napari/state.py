@@ -51,8 +51,10 @@ class ReviewState:
         self.mask_layer_choice: list[Any] = []
         self.scores: dict[str, Any] = {}
         self.status: dict[str, str] = {}
-        self.pred: np.ndarray | None = None  # uint8 (C, N, H, W): predicted masks
-        self.dis: np.ndarray | None = None  # float32 (N, H, W): disagreement maps
+        #: SliceStores in the layer cache, written image by image (None before any scoring):
+        #: uint8 (C, N, H, W) predicted masks, float32 (1, N, H, W) disagreement maps
+        self.pred: Any = None
+        self.dis: Any = None
         self.last_run: Path | None = None
         #: per class: may its scores be read as a ranking (ClassReliability; {} = unknown)
         self.reliability: dict[str, Any] = {}
@@ -67,7 +69,8 @@ class ReviewState:
         self.image_layer = image_layer
         self.meta = None if meta is None else dict(meta)
         self._dataset = None
-        self.scores, self.pred, self.dis = {}, None, None
+        self._close_maps()
+        self.scores = {}
         self.reliability, self.refresh = {}, None
         drafts = set(() if self.meta is None else self.meta.get("drafts", ()))
         self.status = {} if self.meta is None else {
@@ -126,18 +129,45 @@ class ReviewState:
         """Images without masks in the folder (whatever their status now)."""
         return [] if self.meta is None else list(self.meta.get("drafts", ()))
 
+    def _close_maps(self) -> None:
+        for store in (self.pred, self.dis):
+            if store is not None:
+                store.close()
+        self.pred, self.dis = None, None
+
     def _maps(self) -> None:
+        """Make the prediction and disagreement stores (on disk, per slice) when first needed."""
+        from napari_pal.review.slicestore import SliceStore, session_folder
+
         shape = tuple(self.image_layer.data.shape)
         if self.pred is None or self.pred.shape[1:] != shape:
-            self.pred = np.zeros((len(self.meta["classes"]), *shape), np.uint8)
-            self.dis = np.zeros(shape, np.float32)
+            self._close_maps()
+            folder = session_folder(self.meta["root"])
+            c = len(self.meta["classes"])
+            self.pred = SliceStore(folder / "pred", (c, *shape), np.uint8, cache_planes=2 * c)
+            self.dis = SliceStore(folder / "dis", (1, *shape), np.float32, cache_planes=2)
+
+    def _put_maps(self, i: int, probs: np.ndarray, dis: np.ndarray | float) -> None:
+        self._maps()
+        rows, cols = region(self.meta, i)
+        for k in range(self.pred.shape[0]):
+            plane = np.zeros(self.pred.shape[2:], np.uint8)
+            plane[rows, cols] = probs[k] > 0.5
+            self.pred.write_plane(k, i, plane)
+        plane = np.zeros(self.dis.shape[2:], np.float32)
+        plane[rows, cols] = dis
+        self.dis.write_plane(0, i, plane)
+
+    def predicted(self, k: int, i: int) -> np.ndarray | None:
+        """bool (H, W): class k's predicted mask of image i at its size (None: not predicted)."""
+        if self.pred is None:
+            return None
+        rows, cols = region(self.meta, i)
+        return self.pred.plane(k, i)[rows, cols] > 0
 
     def add_draft(self, i: int, probs: np.ndarray) -> None:
         """Keep draft image ``i``'s predicted masks (no score: it has no masks to score)."""
-        self._maps()
-        rows, cols = region(self.meta, i)
-        self.pred[:, i, rows, cols] = probs > 0.5
-        self.dis[i, rows, cols] = 0.0
+        self._put_maps(i, probs, 0.0)
         self.image_scored.emit(i)
 
     def update_ranking(self, scores: Mapping[str, Any], reliability: Mapping[str, Any],
@@ -151,11 +181,7 @@ class ReviewState:
 
     def add_analysis(self, i: int, analysis: Any) -> None:
         """Keep image ``i``'s score, predicted masks and disagreement map."""
-        meta = self.meta
-        self._maps()
-        rows, cols = region(meta, i)
-        self.pred[:, i, rows, cols] = analysis.probs > 0.5
-        self.dis[i, rows, cols] = analysis.disagreement
+        self._put_maps(i, analysis.probs, analysis.disagreement)
         self.scores[analysis.score.name] = analysis.score
         self.image_scored.emit(i)
 

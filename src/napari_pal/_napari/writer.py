@@ -24,13 +24,13 @@ def _meta(attrs: dict) -> dict | None:
 def write_labels_layers(path: str, layers: Sequence[tuple[Any, dict]]) -> list[str]:
     from napari_pal.data.dataset import Layout, write_classes_txt, write_masks
     from napari_pal.review.export import export_masks
-    from napari_pal.review.stack import LayerMasks, dataset_from_meta, mask_stacks
+    from napari_pal.review.stack import LayerMasks, dataset_from_meta, mask_store
 
     path = str(path)
     metas = [_meta(attrs) for _, attrs in layers]
     if all(m is not None and m.get("class_index") is not None for m in metas):
         meta = metas[0]
-        by_class = {m["class_index"]: np.asarray(data) for (data, _), m in zip(layers, metas)
+        by_class = {m["class_index"]: data for (data, _), m in zip(layers, metas)
                     if m["root"] == meta["root"] and m["names"] == meta["names"]}
         stacks = []
         originals = None
@@ -39,8 +39,8 @@ def write_labels_layers(path: str, layers: Sequence[tuple[Any, dict]]) -> list[s
                 stacks.append(by_class[k])
             else:  # keep the class as it is on disk
                 if originals is None:
-                    originals = mask_stacks(dataset_from_meta(meta), meta)
-                stacks.append(originals[k])
+                    originals = mask_store(dataset_from_meta(meta), meta)  # read per slice
+                stacks.append(originals.layer(k))
         written = export_masks(path, meta, LayerMasks(meta, stacks), overwrite_originals=True)
         return [str(p) for p in written]
     # Labels drawn from scratch: one class per layer (its name), one image per slice.

@@ -5,9 +5,12 @@ slice's top-left corner (offset (0, 0)), so nothing is cropped and a pixel (y, x
 slice is the pixel (y, x) of its file. What is needed to map a slice back to its file is
 kept in the layers' ``metadata["napari_pal"]`` (see :func:`stack_meta`).
 
-The image stack is a lazy dask array (one file read per slice shown); mask stacks are
-plain uint8 numpy arrays because napari paints into numpy arrays only: they cost
-``N x Hmax x Wmax`` bytes per class (JSRT at 2048 px: 4 MiB per image and class).
+The image stack is a lazy dask array (one file read per slice shown). The mask stacks are
+paintable :class:`~napari_pal.review.slicestore.SliceArray` s over one zarr store per
+dataset in the user's cache (:func:`mask_store`): a slice's mask files are read when the
+slice is first shown or asked for, so opening a folder of any size reads only what is shown
+(napari >= 0.8 paints into such arrays). :func:`mask_stacks` (dense numpy) is kept for
+small folders and tests.
 """
 
 from __future__ import annotations
@@ -97,6 +100,26 @@ def mask_stacks(ds: Dataset, meta: Mapping[str, Any]) -> np.ndarray:
             rows, cols = region(meta, i)
             out[:, i, rows, cols] = ds.read_masks(i)
     return out
+
+
+def mask_store(ds: Dataset, meta: Mapping[str, Any], folder: str | Path | None = None):
+    """A SliceStore (C, N, Hmax, Wmax) uint8 of the masks, each slice read from its mask
+    files on first access; in a fresh session folder of the layer cache unless ``folder``."""
+    from napari_pal.review.slicestore import SliceStore, session_folder
+
+    n, hmax, wmax = canvas_shape(meta)
+    c = len(meta["classes"])
+
+    def fill(i: int) -> np.ndarray | None:
+        if not ds.items[i].annotated:  # a draft's slices stay empty until predicted or painted
+            return None
+        out = np.zeros((c, hmax, wmax), np.uint8)
+        rows, cols = region(meta, i)
+        out[:, rows, cols] = ds.read_masks(i)
+        return out
+
+    where = Path(folder) if folder is not None else session_folder(meta["root"]) / "masks"
+    return SliceStore(where, (c, n, hmax, wmax), np.uint8, fill=fill)
 
 
 def open_folder(path: str | Path, classes: Sequence[str] | None = None) -> tuple[Dataset, dict]:

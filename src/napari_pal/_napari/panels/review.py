@@ -237,16 +237,13 @@ class ReviewPanel(QWidget):
         except PalError as err:
             notify.error(err)
             return
-        from napari_pal.review.stack import region
-
         i = current_index(self.viewer)
-        rows, cols = region(state.meta, i)
         name = state.names[i]
         if state.status.get(name) == DRAFT:  # the draft's predicted masks become its masks
             state.set_status(name, ACCEPTED)
         for j in range(len(layers)) if k is None else [k]:
             if 0 <= j < len(layers):
-                set_mask(layers[j], state.meta, i, state.pred[j, i, rows, cols] > 0)
+                set_mask(layers[j], state.meta, i, state.predicted(j, i))
 
     def revert(self) -> None:
         """Put the shown image's masks back as they are in the input folder."""
