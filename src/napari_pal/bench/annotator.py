@@ -157,6 +157,16 @@ def table(rows: Sequence[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def setting(a: argparse.Namespace) -> str:
+    """One line saying how the rounds were run."""
+    from napari_pal.method import weighting
+
+    how = (f"{a.epochs} epochs from scratch each round" if a.scratch else
+           f"{a.epochs} epochs, then {a.round_epochs} more per round continuing the last model")
+    return (f"k = {a.k} reviewed per round; {how}; {a.size} px, λ {a.lam:g}; trusted-mask "
+            f"anchor {'on' if weighting.ANCHOR_STRENGTH > 0 else 'off'}\n\n")
+
+
 def rows_csv(rows: Sequence[dict]) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n", extrasaction="ignore")
@@ -200,7 +210,7 @@ def run(a: argparse.Namespace) -> int:
             else float("nan")
         rows.append(row)
         write_text(out / "rounds.csv", rows_csv(rows))
-        write_text(out / "rounds.md", table(rows))
+        write_text(out / "rounds.md", setting(a) + table(rows))
         print(table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
         if r < a.rounds:
             picked = loop.review(quality, a.k)
@@ -232,6 +242,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-test", action="store_true", help="skip the test Dice")
+    p.add_argument("--no-anchor", action="store_true",
+                   help="trusted masks only weighted, not anchoring the quality module (the "
+                        "method before the anchor, for comparison)")
     return p
 
 
@@ -241,11 +254,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("annotator: error: --k must be at least 1 and --rounds at least 0",
               file=sys.stderr)
         return 2
+    from napari_pal.method import weighting
+
+    old = weighting.ANCHOR_STRENGTH
+    if a.no_anchor:
+        weighting.ANCHOR_STRENGTH = 0.0
     try:
         return run(a)
     except PalError as exc:
         print(f"annotator: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        weighting.ANCHOR_STRENGTH = old
 
 
 if __name__ == "__main__":
