@@ -84,9 +84,11 @@ def anchor(scores: torch.Tensor, trusted: torch.Tensor | None,
     Why: trusted samples get the ceiling weight, a constant, so without this the quality
     module never learns from them; when most masks are wrong the same way (75 % over-drawn)
     it learns to favour the wrong majority, and reviewing the masks it ranks worst (the
-    clean ones) changes nothing. Measured in ``bench/annotator.py`` (README text:
-    notes/annotator-loop.md). Equivalent to adding ``strength`` x ``anchor_margin`` to the
-    loss, without changing the loss value that is logged and checked.
+    clean ones) changes nothing: 30 reviewed masks left the ranking inverted (ROC AUC
+    0.000); with the anchor 5 turned the module's own ranking (AUC 0.84) and 60 the quality
+    score's (0.995); ``python -m napari_pal.bench.annotator``. Equivalent to adding
+    ``strength`` x ``anchor_margin`` to the loss, without changing the loss value that is
+    logged and checked.
     """
     strength = ANCHOR_STRENGTH if strength is None else strength
     if trusted is None or strength <= 0 or not trusted.any() or not scores.requires_grad:
