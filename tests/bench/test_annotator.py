@@ -68,6 +68,12 @@ def test_loop_runs_rounds_and_trusts_the_reviewed(spoilt, tmp_path):
     found = sum(bad.get(n, False) for n in reviewed)
     assert int(rows[-1]["bad_left"]) == 6 - found
     assert "| 2 | 6 |" in (out / "rounds.md").read_text()
+    # from scratch: each round a new model for --epochs
+    assert annotator.main([*args, "--out", str(tmp_path / "s"), "--rounds", "1",
+                           "--scratch"]) == 0  # the later --out and --rounds win
+    rows = list(csv.DictReader(open(tmp_path / "s" / "rounds.csv")))
+    assert [int(r["epochs"]) for r in rows] == [2, 2]
+    assert "from scratch" in (tmp_path / "s" / "rounds.md").read_text()
 
 
 def test_loop_refuses_folders_without_truth(tmp_path):

@@ -152,9 +152,15 @@ def table(rows: Sequence[dict]) -> str:
     lines = [head, "|" + "---|" * 8]
     for r in rows:
         lines.append(f"| {r['round']} | {r['reviewed']} | {r['epochs']} | {r['unreviewed']} | "
-                     f"{r['bad_left']} | {r['auc_quality']:.3f} / {r['ap_quality']:.3f} | "
-                     f"{r['auc_qam']:.3f} / {r['ap_qam']:.3f} | {r['test_dice']:.4f} |")
+                     f"{r['bad_left']} | {_pair(r, 'quality')} | {_pair(r, 'qam')} | "
+                     f"{r['test_dice']:.4f} |")
     return "\n".join(lines) + "\n"
+
+
+def _pair(row: dict, signal: str) -> str:
+    """"AUC / AP", or "-" where undefined (no clean or no spoilt image left unreviewed)."""
+    auc, ap = row[f"auc_{signal}"], row[f"ap_{signal}"]
+    return "-" if np.isnan(auc) else f"{auc:.3f} / {ap:.3f}"
 
 
 def setting(a: argparse.Namespace) -> str:
