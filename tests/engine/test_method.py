@@ -84,6 +84,34 @@ def test_trusted_samples_are_never_down_weighted():
     assert w[0] >= w.max() - 1e-7
 
 
+def test_trusted_masks_anchor_the_quality_module():
+    from napari_pal.method.weighting import anchor_margin
+
+    t = torch.tensor([-1.0, 0.5, 2.0, 1.0], requires_grad=True)
+    trusted = torch.tensor([True, False, False, False])
+    losses = torch.tensor([0.5, 0.1, 0.1, 0.1])  # the reviewed mask disagrees with the rest
+    w = sample_weights(t, "qam_ocm", 1.0, trusted)
+    assert torch.allclose(w, sample_weights(t.detach(), "qam_ocm", 1.0, trusted))  # same value
+    (w * losses).sum().backward()
+    assert t.grad[0] < 0, "descent raises the reviewed mask's score"
+    assert (t.grad[1:] > 0).all(), "and lowers the others' below it"
+    # the added gradient is exactly that of the margin loss
+    s = t.detach().clone().requires_grad_(True)
+    anchor_margin(s, trusted).backward()
+    u = t.detach().clone().requires_grad_(True)
+    import napari_pal.method.weighting as wmod
+
+    old, wmod.ANCHOR_STRENGTH = wmod.ANCHOR_STRENGTH, 0.0
+    try:
+        (sample_weights(u, "qam_ocm", 1.0, trusted) * losses).sum().backward()
+    finally:
+        wmod.ANCHOR_STRENGTH = old
+    assert torch.allclose(t.grad, u.grad + old * s.grad)
+    assert u.grad[0] == 0, "without the anchor the reviewed mask teaches the module nothing"
+    # once the reviewed mask scores a margin above all the others, the anchor is silent
+    assert anchor_margin(torch.tensor([3.0, 1.0, 0.5]), torch.tensor([True, False, False])) == 0
+
+
 def test_gradient_moves_weight_to_low_loss_samples():
     t = torch.zeros(4, requires_grad=True)
     losses = torch.tensor([0.1, 0.2, 1.0, 2.0])
