@@ -227,13 +227,10 @@ def run(a: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    from napari_pal.bench.benchmark import default_data
+    from napari_pal.bench.args import spoilt_folder_parser
 
-    p = argparse.ArgumentParser(prog="python -m napari_pal.bench.annotator", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--folder", required=True, help="spoilt folder (napari-pal corrupt)")
-    p.add_argument("--clean", default=str(default_data()), help="the clean folder it came from")
-    p.add_argument("--out", required=True, help="folder for roundN/ runs and rounds.csv/.md")
+    p = spoilt_folder_parser("python -m napari_pal.bench.annotator", __doc__,
+                             "folder for roundN/ runs and rounds.csv/.md")
     p.add_argument("--k", type=int, default=10, help="masks reviewed per round")
     p.add_argument("--rounds", type=int, default=3, help="review rounds after the first ranking")
     p.add_argument("--epochs", type=int, default=60, help="epochs of the first training")

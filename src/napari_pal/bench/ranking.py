@@ -38,16 +38,11 @@ def noisy_copy(data: Path, out: Path, fraction: float, pixels: tuple[int, int], 
     return folder
 
 
-def test_dice(model, test_ds) -> dict[str, float]:
-    """Mean Dice per class of the model's masks (probability > 0.5) on clean test images."""
-    from napari_pal.scoring.metrics import dice
+def mean_test_dice(model, test_ds) -> dict[str, float]:
+    """Mean Dice per class (and over classes) of the model on clean test images."""
+    from napari_pal.bench.benchmark import test_dice
 
-    rows = []
-    for i in range(len(test_ds)):
-        pred = model.predict(test_ds.read_image(i)) > 0.5
-        truth = test_ds.read_masks(i)
-        rows.append([dice(truth[c], pred[c]) for c in range(len(test_ds.classes))])
-    per_class = dict(zip(test_ds.classes, np.mean(rows, axis=0).tolist()))
+    per_class = dict(zip(test_ds.classes, test_dice(model, test_ds).mean(axis=0).tolist()))
     return {**per_class, "mean": float(np.mean(list(per_class.values())))}
 
 
@@ -116,7 +111,7 @@ def run(a: argparse.Namespace) -> dict:
     total_s = time.perf_counter() - start
     model = TrainedModel.load(run_dir)
     test_ds = open_dataset(data, split=f"{data / 'split.csv'}:test")
-    dice = test_dice(model, test_ds)
+    dice = mean_test_dice(model, test_ds)
     return {"info": info, "plan": plan_text, "config": config.to_dict(), "rows": rows,
             "total_s": round(total_s, 1), "calibration_s": round(calibrated_s, 1),
             "test_dice": dice, "noise": {"fraction": a.fraction, "pixels": list(a.pixels),

@@ -116,13 +116,10 @@ def run(a: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    from napari_pal.bench.benchmark import default_data
+    from napari_pal.bench.args import spoilt_folder_parser
 
-    p = argparse.ArgumentParser(prog="python -m napari_pal.bench.validation", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--folder", required=True, help="spoilt folder (napari-pal corrupt)")
-    p.add_argument("--clean", default=str(default_data()), help="the clean folder it came from")
-    p.add_argument("--out", required=True, help="folder for lamX/ runs and lambda.csv/.md")
+    p = spoilt_folder_parser("python -m napari_pal.bench.validation", __doc__,
+                             "folder for lamX/ runs and lambda.csv/.md")
     p.add_argument("--lams", type=float, nargs="+", default=[0.5, 1.0, 2.0])
     p.add_argument("--holdout", type=float, default=0.2, help="validation share of training")
     p.add_argument("--epochs", type=int, default=60)
