@@ -72,6 +72,11 @@ def load_loop(folder: Path, clean: Path, size: int) -> Loop:
     from napari_pal.bench.errorkinds import load
     from napari_pal.data.corruption import read_corruption_csv
 
+    folder = Path(folder)
+    if not (folder / "corruption.csv").is_file():
+        raise PalError(f"{folder} has no corruption.csv. Fix: give a folder written by "
+                       "'napari-pal corrupt --split SPLIT:train'.")
+
     split = folder / "split.csv"
     spec = f"{split}:train" if split.is_file() else None
     spoilt = load(folder, spec, size)
@@ -187,9 +192,6 @@ def run(a: argparse.Namespace) -> int:
     from napari_pal.method.inference import TrainedModel
 
     folder, clean, out = Path(a.folder), Path(a.clean), Path(a.out)
-    if not (folder / "corruption.csv").is_file():
-        raise PalError(f"{folder} has no corruption.csv. Fix: give a folder written by "
-                       "'napari-pal corrupt --split SPLIT:train'.")
     loop = load_loop(folder, clean, a.size)
     test_split = clean / "split.csv"
     test = (open_dataset(clean, split=f"{test_split}:test", classes=loop.classes)

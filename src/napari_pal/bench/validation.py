@@ -75,9 +75,6 @@ def run(a: argparse.Namespace) -> int:
     from napari_pal.method.training import Trainer
 
     folder, clean, out = Path(a.folder), Path(a.clean), Path(a.out)
-    if not (folder / "corruption.csv").is_file():
-        raise PalError(f"{folder} has no corruption.csv. Fix: give a folder written by "
-                       "'napari-pal corrupt --split SPLIT:train'.")
     loop = load_loop(folder, clean, a.size)
     data = TrainingSet(loop.names, loop.classes, loop.frames, loop.images, loop.given)
     held = holdout_indices(len(data), a.holdout, a.seed)
