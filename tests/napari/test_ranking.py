@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from docking import dock_widget
 
 SMALL = {"size": 32, "batch_size": 4, "threads": 1, "width": 4, "qam_width": 4,
          "precision": "fp32", "device": "cpu"}
@@ -49,18 +50,10 @@ def partly(tmp_path_factory) -> Path:
 
 
 def _dock(make_napari_viewer, folder: Path, tmp_path: Path, by_hand: bool = True, **settings):
-    from napari_pal._napari.widget import PalWidget
-
-    viewer = make_napari_viewer()
-    viewer.open(str(folder), plugin="napari-pal")
-    w = PalWidget(viewer)
-    viewer.window.add_dock_widget(w, name="Pick-and-Learn quality review")
+    viewer, w = dock_widget(make_napari_viewer, folder, tmp_path / "runs",
+                            {**SMALL, "epochs": 2, **settings}, by_hand=by_hand)
     panel = w.training_panel
-    panel.runs_dir = tmp_path / "runs"
-    panel.by_hand.setChecked(by_hand)
     panel.refresh_every_s, panel.refresh_max_share = 0.0, 1e9  # a refresh after every epoch
-    for k, v in {**SMALL, "epochs": 2, **settings}.items():
-        panel.form[k].value = v
     return viewer, w
 
 

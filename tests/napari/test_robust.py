@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from docking import dock_widget
 from qtpy.QtCore import Qt
 
 
@@ -40,18 +41,10 @@ def _hashes(folder: Path) -> dict[str, str]:
 
 
 def _dock(make_napari_viewer, folder: Path, tmp_path: Path, **settings):
-    from napari_pal._napari.widget import PalWidget
-
-    viewer = make_napari_viewer()
-    viewer.open(str(folder), plugin="napari-pal")
-    widget = PalWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Pick-and-Learn quality review")
-    widget.training_panel.runs_dir = tmp_path / "runs"
-    widget.training_panel.by_hand.setChecked(True)  # these tests set size/epochs
+    viewer, widget = dock_widget(make_napari_viewer, folder, tmp_path / "runs",
+                                 {"epochs": 2, "size": 32, "batch_size": 4, "threads": 1,
+                                  **settings})
     widget.autosaver.delay_ms = 200
-    values = {"epochs": 2, "size": 32, "batch_size": 4, "threads": 1, **settings}
-    for k, v in values.items():
-        widget.training_panel.form[k].value = v
     return viewer, widget
 
 

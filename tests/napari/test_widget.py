@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from docking import dock_widget
 
 from napari_pal.data.dataset import open_dataset
 
@@ -31,18 +32,8 @@ def small_data(tmp_path_factory) -> Path:
 
 
 def _dock(make_napari_viewer, qtbot, folder: Path, tmp_path: Path, **settings):
-    from napari_pal._napari.widget import PalWidget
-
-    viewer = make_napari_viewer()
-    viewer.open(str(folder), plugin="napari-pal")
-    widget = PalWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Pick-and-Learn quality review")
-    widget.training_panel.runs_dir = tmp_path / "runs"
-    widget.training_panel.by_hand.setChecked(True)  # these tests set size/epochs
-    values = {"epochs": 2, "size": 64, "batch_size": 4, "threads": 1, **settings}
-    for k, v in values.items():
-        widget.training_panel.form[k].value = v
-    return viewer, widget
+    return dock_widget(make_napari_viewer, folder, tmp_path / "runs",
+                       {"epochs": 2, "size": 64, "batch_size": 4, "threads": 1, **settings})
 
 
 def test_plugins_menu_docks_widget(make_napari_viewer) -> None:
