@@ -69,10 +69,10 @@ class PerRankSoftmax(distributed.RankGroup):
     """The mistake the design avoids: each rank's softmax over its own slice only (scaled
     so the weights still sum to one over the global batch)."""
 
-    def batch_weights(self, scores, n, strategy, lam, trusted):
+    def batch_weights(self, scores, n, strategy, lam, trusted, anchor_strength=1.0):
         start = sum(self.counts(n)[:self.rank])
         mine = trusted[start:start + len(scores)]
-        local = sample_weights(scores, strategy, lam, mine) / self.size
+        local = sample_weights(scores, strategy, lam, mine, anchor_strength) / self.size
         return local, self.gather(local.detach(), n)
 
 

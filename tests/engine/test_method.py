@@ -85,7 +85,7 @@ def test_trusted_samples_are_never_down_weighted():
 
 
 def test_trusted_masks_anchor_the_quality_module():
-    from napari_pal.method.weighting import anchor_margin
+    from napari_pal.method.weighting import ANCHOR_STRENGTH, anchor_margin
 
     t = torch.tensor([-1.0, 0.5, 2.0, 1.0], requires_grad=True)
     trusted = torch.tensor([True, False, False, False])
@@ -99,14 +99,8 @@ def test_trusted_masks_anchor_the_quality_module():
     s = t.detach().clone().requires_grad_(True)
     anchor_margin(s, trusted).backward()
     u = t.detach().clone().requires_grad_(True)
-    import napari_pal.method.weighting as wmod
-
-    old, wmod.ANCHOR_STRENGTH = wmod.ANCHOR_STRENGTH, 0.0
-    try:
-        (sample_weights(u, "qam_ocm", 1.0, trusted) * losses).sum().backward()
-    finally:
-        wmod.ANCHOR_STRENGTH = old
-    assert torch.allclose(t.grad, u.grad + old * s.grad)
+    (sample_weights(u, "qam_ocm", 1.0, trusted, anchor_strength=0.0) * losses).sum().backward()
+    assert torch.allclose(t.grad, u.grad + ANCHOR_STRENGTH * s.grad)
     assert u.grad[0] == 0, "without the anchor the reviewed mask teaches the module nothing"
     # once the reviewed mask scores a margin above all the others, the anchor is silent
     assert anchor_margin(torch.tensor([3.0, 1.0, 0.5]), torch.tensor([True, False, False])) == 0

@@ -140,7 +140,8 @@ def train_round(data, run_dir: Path, a: argparse.Namespace, epochs: int, trusted
             if (start_from / name).exists():
                 shutil.copy2(start_from / name, run_dir / name)
     cfg = TrainConfig(size=a.size, epochs=epochs, seed=a.seed, threads=a.threads,
-                      lam=a.lam, **({"width": a.width} if a.width else {}))
+                      lam=a.lam, anchor=0.0 if a.no_anchor else 1.0,
+                      **({"width": a.width} if a.width else {}))
     trainer = Trainer(data, cfg, run_dir, trusted=trusted, resume=True)
     seconds = 0.0
     for ev in trainer.run():
@@ -170,12 +171,10 @@ def _pair(row: dict, signal: str) -> str:
 
 def setting(a: argparse.Namespace) -> str:
     """One line saying how the rounds were run."""
-    from napari_pal.method import weighting
-
     how = (f"{a.epochs} epochs from scratch each round" if a.scratch else
            f"{a.epochs} epochs, then {a.round_epochs} more per round continuing the last model")
     return (f"k = {a.k} reviewed per round; {how}; {a.size} px, λ {a.lam:g}; trusted-mask "
-            f"anchor {'on' if weighting.ANCHOR_STRENGTH > 0 else 'off'}\n\n")
+            f"anchor {'off' if a.no_anchor else 'on'}\n\n")
 
 
 def rows_csv(rows: Sequence[dict]) -> str:
@@ -259,18 +258,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("annotator: error: --k must be at least 1 and --rounds at least 0",
               file=sys.stderr)
         return 2
-    from napari_pal.method import weighting
-
-    old = weighting.ANCHOR_STRENGTH
-    if a.no_anchor:
-        weighting.ANCHOR_STRENGTH = 0.0
     try:
         return run(a)
     except PalError as exc:
         print(f"annotator: error: {exc}", file=sys.stderr)
         return 2
-    finally:
-        weighting.ANCHOR_STRENGTH = old
 
 
 if __name__ == "__main__":

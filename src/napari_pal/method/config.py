@@ -54,6 +54,8 @@ class TrainConfig:
                               choices=QAM_INPUTS)
     qam_loss: str = _setting("bce", "per-sample loss the quality module learns to rank",
                              choices=QAM_LOSSES)
+    anchor: float = _setting(1.0, "how strongly reviewed (trusted) masks pull the quality "
+                             "module's scores a margin above the others (0: off)")
     warmup_epochs: int = _setting(-1, "epochs of equal weights before re-weighting "
                                   "(-1: a fifth of the epochs)")
     augment: bool = _setting(True, "small random rotations, scalings, shifts and contrast "
@@ -78,6 +80,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "width", "qam_width"):
             if getattr(self, name) < 1:
                 raise PalError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.anchor < 0:
+            raise PalError(f"anchor must be 0 (off) or positive, got {self.anchor}")
         if self.lr <= 0 or self.lam <= 0:
             raise PalError("lr and lam must be positive")
 

@@ -150,10 +150,12 @@ class RankGroup:
         return torch.cat([gathered[r * rows:r * rows + c] for r, c in enumerate(counts)])
 
     def batch_weights(self, scores: torch.Tensor, n: int, strategy: str, lam: float,
-                      trusted: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+                      trusted: torch.Tensor | None, anchor_strength: float = 1.0
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
         """This rank's share of the global batch's weights (with gradient) and all of them
         (detached, for the progress log). ``trusted`` covers the global batch."""
-        weights = sample_weights(self.gather(scores, n), strategy, lam, trusted)
+        weights = sample_weights(self.gather(scores, n), strategy, lam, trusted,
+                                 anchor_strength)
         start = sum(self.counts(n)[:self.rank])
         return weights[start:start + scores.shape[0]], weights.detach()
 

@@ -252,10 +252,11 @@ class Trainer:
             shown = torch.full((len(idx),), 1.0 / len(idx))
         elif self.group is None:
             weights = shown = sample_weights(scores, cfg.strategy, cfg.lam,
-                                             self.trusted[idx].to(self.device))
+                                             self.trusted[idx].to(self.device), cfg.anchor)
         else:  # the softmax over the global batch (Eq. 1), not over this rank's slice
             weights, shown = self.group.batch_weights(scores, len(idx), cfg.strategy, cfg.lam,
-                                                      self.trusted[idx].to(self.device))
+                                                      self.trusted[idx].to(self.device),
+                                                      cfg.anchor)
         loss = weighted_loss(weights, bce, dice, cfg.qam_loss)
         total, mean_loss = loss.detach(), losses.detach().mean()
         if self.group is not None:  # the global batch's loss, for the log and the NaN check

@@ -44,7 +44,7 @@ def weighted_loss(weights: torch.Tensor, bce: torch.Tensor, dice: torch.Tensor,
     return (fixed * losses).sum() + ((weights - fixed) * bce.detach()).sum()
 
 
-#: strength of the trusted-mask anchor (see ``anchor``); 0 turns it off
+#: default strength of the trusted-mask anchor (``TrainConfig.anchor``; see ``anchor``)
 ANCHOR_STRENGTH = 1.0
 
 
@@ -77,7 +77,7 @@ def anchor_margin(scores: torch.Tensor, trusted: torch.Tensor) -> torch.Tensor:
 
 
 def anchor(scores: torch.Tensor, trusted: torch.Tensor | None,
-           strength: float | None = None) -> torch.Tensor:
+           strength: float = ANCHOR_STRENGTH) -> torch.Tensor:
     """The QAM's raw scores, unchanged, whose gradient also pushes reviewed (trusted) masks'
     scores a margin above the unreviewed ones in the batch.
 
@@ -90,7 +90,6 @@ def anchor(scores: torch.Tensor, trusted: torch.Tensor | None,
     ``strength`` x ``anchor_margin`` to the loss, without changing the loss value that is
     logged and checked.
     """
-    strength = ANCHOR_STRENGTH if strength is None else strength
     if trusted is None or strength <= 0 or not trusted.any() or not scores.requires_grad:
         return scores
     return _Anchor.apply(scores, trusted.to(scores.device), float(strength))
@@ -101,6 +100,7 @@ def sample_weights(
     strategy: str,
     lam: float,
     trusted: torch.Tensor | None = None,
+    anchor_strength: float = ANCHOR_STRENGTH,
 ) -> torch.Tensor:
     """Weights that sum to one over the mini-batch (Eq. 1 of the paper).
 
@@ -112,7 +112,7 @@ def sample_weights(
     n = scores.shape[0]
     if strategy == "baseline":
         return torch.full((n,), 1.0 / n, device=scores.device)
-    scores = anchor(scores, trusted)
+    scores = anchor(scores, trusted, anchor_strength)
     phi = lam * torch.tanh(scores) if strategy == "qam_ocm" else scores
     if trusted is not None and trusted.any():
         ceiling = torch.maximum(phi.detach().max(), torch.tensor(lam, device=phi.device))
