@@ -258,11 +258,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("annotator: error: --k must be at least 1 and --rounds at least 0",
               file=sys.stderr)
         return 2
-    try:
-        return run(a)
-    except PalError as exc:
-        print(f"annotator: error: {exc}", file=sys.stderr)
-        return 2
+    from napari_pal.bench.args import run_or_report
+
+    return run_or_report("annotator", run, a)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
 
 
 def spoilt_folder_parser(prog: str, description: str | None, out_help: str
@@ -17,3 +19,15 @@ def spoilt_folder_parser(prog: str, description: str | None, out_help: str
     p.add_argument("--clean", default=str(default_data()), help="the clean folder it came from")
     p.add_argument("--out", required=True, help=out_help)
     return p
+
+
+def run_or_report(name: str, run: Callable[[argparse.Namespace], int],
+                  a: argparse.Namespace) -> int:
+    """Run a benchmark; bad input (napari-pal's own error) is one line and exit status 2."""
+    from napari_pal.errors import PalError
+
+    try:
+        return run(a)
+    except PalError as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return 2

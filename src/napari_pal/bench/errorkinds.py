@@ -244,11 +244,9 @@ def train(data, run_dir: Path, a: argparse.Namespace, truth: dict[str, bool],
 
 def main(argv: Sequence[str] | None = None) -> int:
     a = parser().parse_args(argv)
-    try:
-        return run(a)
-    except PalError as exc:
-        print(f"errorkinds: error: {exc}", file=sys.stderr)
-        return 2
+    from napari_pal.bench.args import run_or_report
+
+    return run_or_report("errorkinds", run, a)
 
 
 def run(a: argparse.Namespace) -> int:

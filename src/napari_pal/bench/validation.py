@@ -130,11 +130,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     a = parser().parse_args(argv)
-    try:
-        return run(a)
-    except PalError as exc:
-        print(f"validation: error: {exc}", file=sys.stderr)
-        return 2
+    from napari_pal.bench.args import run_or_report
+
+    return run_or_report("validation", run, a)
 
 
 if __name__ == "__main__":
