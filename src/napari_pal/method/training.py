@@ -233,11 +233,13 @@ class Trainer:
             group["lr"] = self._lr(step, total)
         mine, offset = self._share(idx)
         images, masks = self.data.batch(mine)
+        # to the device first: the augmentation's resampling runs there (on a GPU the
+        # CPU would otherwise hold every step up)
+        images, masks = images.to(self.device), masks.to(self.device)
         if cfg.augment:
             gen = torch.Generator().manual_seed(cfg.seed * 7_919 + step * 104_729 + 1)
             images, masks = augment(images, masks, gen, offset, len(idx))
-        images = images.to(self.device).contiguous(memory_format=torch.channels_last)
-        masks = masks.to(self.device)
+        images = images.contiguous(memory_format=torch.channels_last)
         weighting = epoch >= cfg.warmup
         self.segmenter.train()
         self.qam.train()
