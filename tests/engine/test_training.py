@@ -64,7 +64,7 @@ def test_stop_takes_effect_before_the_next_step_and_resume_matches(tmp_path):
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path):
     data = tiny_set()
-    trainer = Trainer(data, cfg(epochs=3), tmp_path)
+    trainer = Trainer(data, cfg(epochs=3), tmp_path, checkpoint_every_s=0)
     gen = trainer.run()
     for ev in gen:
         if ev.epoch_end:
@@ -75,6 +75,21 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path):
         list(gen)
     assert (tmp_path / "checkpoint.pt").read_bytes() == before
     TrainedModel.load(tmp_path)  # the kept checkpoint still loads
+
+
+def test_epoch_ends_save_at_most_every_checkpoint_every_s_the_last_always(tmp_path):
+    saved_after = []
+    trainer = Trainer(tiny_set(), cfg(epochs=3), tmp_path / "slow", checkpoint_every_s=3600)
+    for ev in trainer.run():
+        if ev.epoch_end:
+            saved_after.append((tmp_path / "slow" / "checkpoint.pt").exists())
+    assert saved_after == [False, False, True]  # only the last epoch's end saved
+    assert load_checkpoint(tmp_path / "slow")["epoch"] == 3
+    assert (tmp_path / "slow" / "history.csv").read_text().count("\n") == 4  # every epoch
+
+    every = Trainer(tiny_set(), cfg(epochs=3), tmp_path / "every", checkpoint_every_s=0)
+    epochs = [load_checkpoint(tmp_path / "every")["epoch"] for ev in every.run() if ev.epoch_end]
+    assert epochs == [1, 2, 3]
 
 
 class _Boom:

@@ -113,7 +113,8 @@ class Trainer:
 
     def __init__(self, data: TrainingSet, config: TrainConfig, run_dir: str | Path, *,
                  truth: Mapping[str, bool] | None = None, trusted: Iterable[str] = (),
-                 resume: bool = False, group: distributed.RankGroup | None = None):
+                 resume: bool = False, group: distributed.RankGroup | None = None,
+                 checkpoint_every_s: float = 30.0):
         if len(data) < 2:
             raise TrainingError("need at least two images to train")
         self.data, self.config, self.run_dir = data, config, Path(run_dir)
@@ -126,6 +127,8 @@ class Trainer:
                        else dev.pick_device(config.device))
         self.amp = dev.autocast_dtype(self.device, config.precision)
         self._stop = threading.Event()
+        # epoch ends save the checkpoint at most this often (and always at the last epoch)
+        self.checkpoint_every_s, self._saved_at = checkpoint_every_s, time.perf_counter()
         self.segmenter, self.qam = build_networks(config, len(data.classes))
         # on the device before the optimizer restores its state: Adam's moments follow
         # their parameters' device when loaded (resuming a GPU run kept them on the CPU)
@@ -199,7 +202,8 @@ class Trainer:
                                          "clean_weight": ev.clean_weight,
                                          "corrupt_weight": ev.corrupt_weight,
                                          "elapsed_s": round(earlier_s + ev.elapsed_s, 2)})
-                    self._save()
+                    if self._checkpoint_due(epoch + 1 == cfg.epochs):
+                        self._save()
                 yield ev
             self.step_in_epoch = 0
         yield self._event(cfg.epochs - 1, per_epoch, per_epoch, total, start, done_at_start,
@@ -266,10 +270,11 @@ class Trainer:
             mean_loss = loss_sum / len(idx)
             loss = loss * self.group.loss_scale()
         if not torch.isfinite(total):
+            kept = (f"the last good checkpoint {self.checkpoint_path} was kept"
+                    if self.checkpoint_path.exists() else "no checkpoint had been saved yet")
             raise TrainingError(
                 f"the loss became {total.item()} at epoch {epoch + 1}, step {b + 1}; training "
-                f"stopped and the last good checkpoint {self.checkpoint_path} was kept. "
-                f"Try a lower --lr (now {cfg.lr}) or --precision fp32")
+                f"stopped and {kept}. Try a lower --lr (now {cfg.lr}) or --precision fp32")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -285,6 +290,18 @@ class Trainer:
         eta = elapsed / ran * (total - step) if ran > 0 else math.nan
         return Progress(epoch=min(epoch + 1, self.config.epochs), epochs=self.config.epochs,
                         step=step, steps=total, loss=loss, elapsed_s=elapsed, eta_s=eta, **kw)
+
+    def _checkpoint_due(self, last: bool) -> bool:
+        """Save at the last epoch, else at most every ``checkpoint_every_s`` seconds: a
+        GPU epoch can take less time than writing the checkpoint (27 MB at the defaults).
+        A stop always saves (see run); data-parallel ranks agree (any rank due: all save)."""
+        now = time.perf_counter()
+        due = last or now - self._saved_at >= self.checkpoint_every_s
+        if self.group is not None:
+            due = self.group.any(due)
+        if due:
+            self._saved_at = now
+        return due
 
     def _stopping(self) -> bool:
         """A stop asked for here (or, data-parallel, on any rank): all ranks stop together."""
