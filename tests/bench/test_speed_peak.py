@@ -100,3 +100,18 @@ def test_measure_peak_is_positive_on_this_device():
     got = peaks.measure_peak(torch.device("cpu"), batch=2, size=32, min_s=0.03, matmul_n=64)
     assert set(got) == set(peaks.peak_precisions(torch.device("cpu")))
     assert all(math.isfinite(v["gflops"]) and v["gflops"] > 0 for v in got.values())
+
+
+def test_steptime_times_the_trainers_step_for_each_thread_count(tmp_path):
+    from napari_pal.bench import steptime
+
+    out = tmp_path / "step.json"
+    assert steptime.main(["--size", "32", "--batch-size", "2", "--threads", "1", "1",
+                          "--steps", "2", "--precision", "fp32", "--device", "cpu",
+                          "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert [r["threads"] for r in res["rows"]] == [1, 1]
+    for r in res["rows"]:
+        assert len(r["step_times"]) == 2 and r["s_per_step"] > 0
+        assert r["images_per_s"] == pytest.approx(2 / r["s_per_step"])
+    assert res["precision"] == "fp32" and "cpu_flags" in res["info"]
