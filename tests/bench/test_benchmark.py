@@ -205,7 +205,8 @@ def test_speed_runs_every_variant_and_reports_a_ratio(jsrt256, tmp_path):
     out = tmp_path / "speed"
     assert _run("speed", "--data", str(jsrt256), "--out", str(out), "--size", "32",
                 "--images", "4", "--epochs", "1", "--batch-size", "2",
-                "--strategies", "qam_ocm", "--score-images", "3", "--threads", "1") == 0
+                "--strategies", "qam_ocm", "--score-images", "3", "--threads", "1",
+                "--peak-seconds", "0.05", "--peak-matmul", "256") == 0
     res = json.loads((out / "speed.json").read_text())
     assert [r["variant"] for r in res["train"]] == list(speed.VARIANTS)
     for r in res["train"]:

@@ -9,7 +9,10 @@ Training, all variants on the same images, networks (``training.build_networks``
 - ``+bf16``: ... and bfloat16 autocast;
 - ``product``: ``training.Trainer`` itself (in memory, channels_last, precision from
   ``--precision``, a checkpoint saved every epoch).
-Speed is s/epoch (median over the epochs after the first, which warms up) and images/s.
+Speed is s/epoch (median over the epochs after the first, which warms up) and images/s;
+beside it the loop's achieved GFLOP/s (images/s × the FLOPs of one training image, counted
+on a real step) as a % of the machine's peak measured in the same run, on the same threads
+and precision (``peak.py``: a matmul and a 3×3 convolution), and × the plain loop.
 Scoring: images/s of ``quality.analyse`` (score) and ``TrainedModel.predict`` over a
 folder, and peak memory (ru_maxrss; torch.cuda.max_memory_allocated on a GPU).
 """
@@ -18,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import statistics
 import sys
@@ -29,6 +31,8 @@ from pathlib import Path
 import torch
 
 from napari_pal.atomic import write_text
+from napari_pal.bench import peak as peaks
+from napari_pal.bench.machine import machine_info, markdown_line
 from napari_pal.errors import PalError
 from napari_pal.method import device as dev
 
@@ -70,6 +74,33 @@ def _summary(name: str, times: list[float], n: int) -> dict:
     s_epoch = statistics.median(measured)
     return {"variant": name, "s_per_epoch": s_epoch, "images_per_s": n / s_epoch,
             "epoch_times": [round(t, 3) for t in times]}
+
+
+def variant_precision(name: str, product_precision: str | None = None) -> str:
+    """The precision a variant computes in: the ablations' by their name, the product's
+    as it chose."""
+    if name == "product":
+        return product_precision or "fp32"
+    return "bf16" if name == "+bf16" else "fp32"
+
+
+def rate_rows(train: list[dict], peak: dict[str, dict], flops: dict[str, float]) -> None:
+    """Add precision, GFLOP/s, % of the peak of that precision (fp32's, the machine's
+    fastest measured, where the device has no native bf16), × plain and × the row before
+    (the ablations' steps) to each row."""
+    prev = None
+    for r in train:
+        prec = variant_precision(r["variant"], r.get("precision"))
+        key = prec if prec in peak else "fp32"
+        r.update(precision=prec, peak_of=key, gflop_per_image=flops[r["strategy"]] / 1e9,
+                 **peaks.achieved(r["images_per_s"], flops[r["strategy"]], peak[key]["gflops"]))
+        plain = next((p for p in train if p["strategy"] == r["strategy"]
+                      and p["variant"] == "plain"), None)
+        r["x_plain"] = r["images_per_s"] / plain["images_per_s"] if plain else None
+        r["x_previous"] = (r["images_per_s"] / prev["images_per_s"] if prev and r["variant"]
+                           not in ("plain", "product") and prev["strategy"] == r["strategy"]
+                           else None)
+        prev = r
 
 
 def own_loop(name: str, cfg, data, ds, device: torch.device, workers: int) -> dict:
@@ -129,22 +160,25 @@ def product_loop(cfg, data, run_dir: Path) -> dict:
             times.append(now - t0)
             t0 = now
     out = _summary("product", times, len(data))
-    out["precision"] = str(trainer.amp).replace("torch.", "") if trainer.amp else "fp32"
+    out["precision"] = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(trainer.amp, "fp32")
     return out
 
 
-def train_speed(a, ds, run_dir: Path) -> list[dict]:
-    from napari_pal.data.trainset import load_training_set
+def _config(a, strategy: str, device: torch.device):
     from napari_pal.method.config import TrainConfig
 
-    device = dev.pick_device(a.device)
-    dev.set_threads(a.threads)
+    return TrainConfig(strategy=strategy, epochs=a.epochs, size=a.size,
+                       batch_size=a.batch_size, lr=1e-3, warmup_epochs=0, augment=False,
+                       precision=a.precision, device=str(device), threads=a.threads)
+
+
+def train_speed(a, ds, run_dir: Path, device: torch.device) -> list[dict]:
+    from napari_pal.data.trainset import load_training_set
+
     data = load_training_set(ds, a.size)
     results = []
     for strategy in a.strategies:
-        cfg = TrainConfig(strategy=strategy, epochs=a.epochs, size=a.size,
-                          batch_size=a.batch_size, lr=1e-3, warmup_epochs=0, augment=False,
-                          precision=a.precision, device=str(device), threads=a.threads)
+        cfg = _config(a, strategy, device)
         for name in a.variants:
             print(f"  {strategy} / {name} ...", file=sys.stderr, flush=True)
             if device.type == "cuda":
@@ -180,26 +214,42 @@ def score_speed(run: Path, ds, device: str) -> dict:
             "gpu_peak_mib": _peak_gpu(model.device)}
 
 
-def markdown(info: dict, train: list[dict], score: dict | None) -> str:
-    lines = ["# Speed", "", ", ".join(f"{k}: {v}" for k, v in info.items()), ""]
+#: the training table's columns: header and the row key each shows
+COLUMNS = (("strategy", "strategy"), ("variant", "variant"), ("precision", "precision"),
+           ("s/epoch", "s_per_epoch"), ("images/s", "images_per_s"),
+           ("GFLOP/s", "gflops"), ("% of peak", "pct_peak"), ("× plain", "x_plain"),
+           ("× previous", "x_previous"), ("peak RSS MiB", "rss_peak_mib"))
+
+
+def _cell(key: str, r: dict) -> str:
+    v = r.get(key)
+    if v is None:
+        return "–"
+    if key == "pct_peak":
+        return f"{v:.1f} % of {r['peak_of']}"
+    if key in ("s_per_epoch", "x_plain", "x_previous"):
+        return f"{v:.2f}"
+    return f"{v:.1f}" if isinstance(v, float) else str(v)
+
+
+def markdown(info: dict, train: list[dict], score: dict | None,
+             peak: dict[str, dict] | None = None, flops: dict[str, float] | None = None) -> str:
+    lines = ["# Speed", "", markdown_line(info), ""]
+    if peak:
+        lines += ["## Measured peak (this run's threads)", "",
+                  "| precision | matmul GFLOP/s | 3×3 conv GFLOP/s | peak GFLOP/s |",
+                  "|---|---|---|---|"]
+        lines += [f"| {p} | {v['matmul_gflops']} ({v['matmul']}) | {v['conv3x3_gflops']} "
+                  f"({v['conv3x3']}) | {v['gflops']} |" for p, v in peak.items()]
+        lines.append("")
+    if flops:
+        lines += ["FLOPs of one training image (forward + backward, FlopCounterMode): "
+                  + ", ".join(f"{s} {f / 1e9:.2f} GFLOP" for s, f in flops.items()), ""]
     if train:
         lines += ["## Training throughput", "",
-                  "| strategy | variant | s/epoch | images/s | × plain | × previous "
-                  "| peak RSS MiB |",
-                  "|---|---|---|---|---|---|---|"]
-        for strategy in dict.fromkeys(r["strategy"] for r in train):
-            rs = [r for r in train if r["strategy"] == strategy]
-            plain = next((r for r in rs if r["variant"] == "plain"), None)
-            prev = None
-            for r in rs:
-                vs_plain = f"{r['images_per_s'] / plain['images_per_s']:.2f}" if plain else "–"
-                vs_prev = f"{r['images_per_s'] / prev['images_per_s']:.2f}" \
-                    if prev and r["variant"] != "product" else "–"
-                label = r["variant"] + (f" ({r['precision']})" if "precision" in r else "")
-                lines.append(f"| {strategy} | {label} | {r['s_per_epoch']:.2f} | "
-                             f"{r['images_per_s']:.1f} | {vs_plain} | {vs_prev} | "
-                             f"{r['rss_peak_mib']} |")
-                prev = r
+                  "| " + " | ".join(h for h, _ in COLUMNS) + " |",
+                  "|" + "---|" * len(COLUMNS)]
+        lines += ["| " + " | ".join(_cell(k, r) for _, k in COLUMNS) + " |" for r in train]
         lines.append("")
     if score:
         lines += ["## Scoring throughput", "",
@@ -235,12 +285,24 @@ def cmd_speed(a: argparse.Namespace) -> int:
     if a.images:
         train_ds = train_ds.subset(train_ds.names[: a.images])
     out = Path(a.out)
-    info = {"torch": torch.__version__, "machine": platform.processor() or platform.machine(),
-            "device": str(dev.pick_device(a.device)), "cpu_bf16": dev.cpu_has_bf16(),
-            "threads": a.threads or "all", "images": len(train_ds), "size": a.size,
-            "batch": a.batch_size, "epochs": a.epochs, "workers": a.workers}
+    device = dev.pick_device(a.device)
+    if device.type == "cpu":  # thread settings are the CPU's; a GPU run keeps torch's own
+        dev.set_threads(a.threads)
+    info = machine_info(torch.get_num_threads() if device.type == "cpu" else None)
+    info.update(device=str(device), images=len(train_ds), size=a.size, batch=a.batch_size,
+                epochs=a.epochs, workers=a.workers)
+    peak, flops = None, {}
+    if a.variants:
+        print("  measuring the peak ...", file=sys.stderr, flush=True)
+        peak = peaks.measure_peak(device, batch=a.batch_size, size=a.size,
+                                  min_s=a.peak_seconds, matmul_n=a.peak_matmul or None)
+        classes = len(train_ds.classes)
+        flops = {s: peaks.flops_per_image(_config(a, s, device), classes, device)
+                 for s in a.strategies}
     with tempfile.TemporaryDirectory(prefix="pal-speed-") as tmp:
-        train = train_speed(a, train_ds, Path(tmp)) if a.variants else []
+        train = train_speed(a, train_ds, Path(tmp), device) if a.variants else []
+        if train:
+            rate_rows(train, peak, flops)
         score = None
         if a.score_images != 0:
             run = Path(a.run) if a.run else (Path(tmp) / a.strategies[0] if train and
@@ -252,11 +314,11 @@ def cmd_speed(a: argparse.Namespace) -> int:
             if a.score_images > 0:
                 full = full.subset(full.names[: a.score_images])
             score = score_speed(run, full, a.device)
-    result = {"info": info, "train": train, "score": score,
-              "ratio": {s: ratio(train, s) for s in a.strategies}}
+    result = {"info": info, "peak": peak, "flops_per_image": flops, "train": train,
+              "score": score, "ratio": {s: ratio(train, s) for s in a.strategies}}
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "speed.json", json.dumps(result, indent=2))
-    text = markdown(info, train, score)
+    text = markdown(info, train, score, peak, flops)
     for s, r in result["ratio"].items():
         if r is not None:
             text += f"\nproduct / plain ({s}): {r:.2f}× images/s\n"
@@ -281,10 +343,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--workers", type=int, default=0, help="DataLoader workers of 'plain'")
     s.add_argument("--device", default="auto")
     s.add_argument("--threads", type=int, default=0, help="CPU threads (0: all)")
+    s.add_argument("--peak-seconds", type=float, default=2.0,
+                   help="time spent measuring each peak operation")
+    s.add_argument("--peak-matmul", type=int, default=0,
+                   help="matmul size N of the peak (0: 2048 on a CPU, 8192 on a GPU)")
     s.add_argument("--run", help="run folder to score with (default: the product run)")
     s.add_argument("--score-images", type=int, default=-1,
                    help="images of DATA to score (-1: all, 0: skip scoring)")
     s.set_defaults(func=cmd_speed)
 
 
-__all__ = ["VARIANTS", "add_parser", "ratio"]
+def main(argv: list[str] | None = None) -> int:
+    from napari_pal.bench.args import run_or_report
+
+    p = argparse.ArgumentParser(prog="python -m napari_pal.bench")
+    add_parser(p.add_subparsers(dest="command", required=True))
+    a = p.parse_args(["speed", *(sys.argv[1:] if argv is None else argv)])
+    return run_or_report("speed", cmd_speed, a)
+
+
+__all__ = ["COLUMNS", "VARIANTS", "add_parser", "main", "ratio", "rate_rows"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
