@@ -151,3 +151,42 @@ def test_a_spill_is_seen_by_its_thickness_not_by_the_mean_distances():
     speck = probs.copy()
     speck[2:9, 2:9] = 0.99  # the model's own confident speck off the structure
     assert score_from_grid("x", ["c"], truth[None], speck[None], 1.0).per_class["c"] == 1.0
+
+
+#: kind -> the signals that catch it on the synthetic two-part mask: without ALL of them
+#: the kind scores like a clean mask, so each test below fails if its signal is removed
+CAUGHT_BY = {"erode": ("dist", "back"), "dilate": ("dist", "back", "thick"),
+             "ragged": ("dist", "back", "thick"), "shift": ("dist", "back", "thick"),
+             "wrong_image": ("dist", "back", "thick"), "omit_part": ("back",),
+             "omit_class": ("dist", "back"), "spill": ("thick",), "blob": ("dist", "thick"),
+             "swap": ("dist", "back", "thick"), "duplicate": ("dist", "back")}
+
+
+def _without(monkeypatch, signals):
+    """Switch signals of the quality rule off (their value 0) for one test."""
+    from napari_pal.scoring import quality
+
+    if "dist" in signals:
+        real = quality.boundary_signals
+        monkeypatch.setattr(quality, "boundary_signals",
+                            lambda m, p: (real(m, p)[0], 0.0, 0.0))
+    if "back" in signals:
+        monkeypatch.setattr(quality, "back_distance", lambda m, p: 0.0)
+    if "thick" in signals:
+        monkeypatch.setattr(quality, "contradiction_radius", lambda m, p: 0.0)
+
+
+@pytest.mark.parametrize("kind", sorted(CAUGHT_BY))
+def test_each_kind_is_lost_when_the_signals_that_catch_it_are_removed(kind, monkeypatch):
+    from napari_pal.data.errorkinds import apply_kind
+
+    truth = two_part()
+    donor = np.roll(truth, (6, -5), axis=(0, 1))
+    spoilt, _ = apply_kind(kind, truth, 8, np.random.default_rng(0), donor)
+    others = {"dist", "back", "thick"} - set(CAUGHT_BY[kind])
+    with monkeypatch.context() as m:
+        _without(m, others)  # the other signals alone do not matter for this kind ...
+        assert _class_quality(spoilt, truth) < 0.5
+    _without(monkeypatch, CAUGHT_BY[kind])  # ... and without its own it looks clean (a
+    # spill's outline moves 0.4 px on average: quality 0.89)
+    assert _class_quality(spoilt, truth) > 0.85

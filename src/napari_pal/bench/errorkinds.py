@@ -188,9 +188,10 @@ def per_class_markdown(sc: Scored, signal: str = "quality") -> str:
     return "\n".join(lines) + "\n"
 
 
-def effort_markdown(sc: Scored, out: Path | None = None) -> str:
+def effort_markdown(sc: Scored, out: Path | None = None, title: str = "") -> str:
     """Images an annotator reviews to find 50 / 90 / 100 % of the spoilt ones, in each
-    signal's order (worst first) and in a random order; ``out``: also OUT/effort.png."""
+    signal's order (worst first) and in a random order; ``out``: also the curve, a PNG
+    (``title``: the plot's, default the counts)."""
     from napari_pal.scoring.effort import SHARES, plot_effort, random_reviews, reviews_to_find
 
     bad = (sc.kinds != "none").any(axis=1)
@@ -204,7 +205,7 @@ def effort_markdown(sc: Scored, out: Path | None = None) -> str:
     r = random_reviews(int(bad.sum()), bad.size)
     lines.append("| random (expected) | " + " | ".join(f"{r[sh]:.0f}" for sh in SHARES) + " |")
     if out is not None:
-        plot_effort(bad, orders, out, f"{int(bad.sum())} spoilt images of {bad.size}",
+        plot_effort(bad, orders, out, title or f"{int(bad.sum())} spoilt images of {bad.size}",
                     unit="images")
     return "\n".join(lines) + "\n"
 

@@ -54,8 +54,9 @@ def plot_effort(is_bad, scores: dict[str, np.ndarray], path, title: str = "",
     n, p = y.size, int(y.sum())
     fig, ax = plt.subplots(figsize=(5.5, 4))
     k = np.arange(n + 1)
-    for name, s in scores.items():
-        ax.plot(k, found_curve(y, s) / max(p, 1), label=name)
+    widths = np.linspace(4.0, 1.2, max(len(scores), 2))  # later lines thinner: curves
+    for (name, s), lw in zip(scores.items(), widths):  # that coincide stay visible
+        ax.plot(k, found_curve(y, s) / max(p, 1), label=name, lw=lw)
     ax.plot(k, k / n, "k--", label="random order (expected)")
     ax.axvline(p, color="grey", lw=0.5)
     ax.set_xlabel(f"{unit} reviewed")
