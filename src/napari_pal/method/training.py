@@ -245,7 +245,7 @@ class Trainer:
             images, masks = augment(images, masks, gen, offset, len(idx))
         # masks in the networks' layout too: the quality module's input is concatenated in
         # it and the loss reads logits and masks alike, instead of converting the larger
-        # concatenation (measured +4 % images/s at 256 px on a CPU; see bench/speed.py)
+        # concatenation (measured on a CPU: +5-7 % images/s at 256 px, none at 128 px)
         images = images.contiguous(memory_format=torch.channels_last)
         masks = masks.contiguous(memory_format=torch.channels_last)
         weighting = epoch >= cfg.warmup
