@@ -1,0 +1,93 @@
+"""What changes during a run: the grid size per epoch, and how strongly the quality module
+re-weights the samples once the warm-up is over.
+
+Progressive resizing: on a CPU the training step's cost grows faster than the pixel count
+(a 256-px step costs about 9x a 128-px one without AVX-512, a 192-px one 2.3-3x), while
+the early epochs only learn coarse shapes. ``TrainConfig.stages`` ("96:12,128:36") trains
+the first 12 epochs at 96 px, the next 36 at 128 px and the rest at ``size``, the size
+the run is saved, scored and used at: the thin clavicles are learnt at the finer grid in
+the last epochs. The batches come from the grid at ``size`` and are resized on the fly
+(:func:`resize_batch`), so one grid cache serves every stage.
+
+Weighting ramp: switching the re-weighting on at full strength after the warm-up, with a
+quality module that has never been trained, shakes the segmenter (the ranking dipped from
+0.97 to 0.94 ROC AUC right after the switch); ``TrainConfig.ramp_epochs`` grows λ
+linearly from 0 to its value instead (:func:`lam_at`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where a batch is resized: the config imports this
+    import torch
+
+    from napari_pal.method.config import TrainConfig
+
+
+def parse_stages(text: str, multiple: int = 1) -> list[tuple[int, int]]:
+    """``"96:12,128:36"`` -> [(96, 12), (128, 36)]; PalError naming the fix when malformed."""
+    from napari_pal.errors import PalError
+
+    stages = []
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        try:
+            size, epochs = (int(x) for x in part.split(":"))
+        except ValueError:
+            raise PalError(f"stages {text!r}: each stage is SIZE:EPOCHS, e.g. '96:12,128:36'"
+                           ) from None
+        if size < multiple or size % multiple or epochs < 1:
+            raise PalError(f"stages {text!r}: {part} needs a size that is a multiple of "
+                           f"{multiple} and at least one epoch")
+        stages.append((size, epochs))
+    return stages
+
+
+def format_stages(stages: list[tuple[int, int]]) -> str:
+    return ",".join(f"{s}:{e}" for s, e in stages if e > 0)
+
+
+def grid_size(config: TrainConfig, epoch: int) -> int:
+    """The grid size epoch ``epoch`` (0-based) trains at."""
+    done = 0
+    for size, epochs in parse_stages(config.stages):
+        done += epochs
+        if epoch < done:
+            return size
+    return config.size
+
+
+def plan_text(config: TrainConfig) -> str:
+    """"12 epochs at 96 px, 36 at 128 px, 12 at 192 px", or "60 epochs at 128 px"."""
+    stages = parse_stages(config.stages)
+    stages.append((config.size, config.epochs - sum(e for _, e in stages)))
+    return ", ".join(f"{e} epochs at {s} px" if k == 0 else f"{e} at {s} px"
+                     for k, (s, e) in enumerate(x for x in stages if x[1] > 0))
+
+
+def lam_at(config: TrainConfig, step: int, per_epoch: int) -> float:
+    """λ at global step ``step`` (0-based): 0 before the warm-up ends, then growing
+    linearly to ``config.lam`` over ``config.ramp`` epochs."""
+    start = config.warmup * per_epoch
+    if step < start:
+        return 0.0
+    ramp_steps = config.ramp * per_epoch
+    if ramp_steps <= 0:
+        return config.lam
+    return config.lam * min(1.0, (step - start + 1) / ramp_steps)
+
+
+def resize_batch(images: torch.Tensor, masks: torch.Tensor, size: int
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (N, 1, S, S) and float masks (N, C, S, S) on a ``size`` grid: area-averaged
+    when shrinking (as the grid cache makes its samples), bilinear when growing; masks
+    thresholded at one half."""
+    from torch.nn import functional as F
+
+    if images.shape[-1] == size:
+        return images, masks
+    mode = "area" if size < images.shape[-1] else "bilinear"
+    kw = {} if mode == "area" else {"align_corners": False}
+    images = F.interpolate(images, size=(size, size), mode=mode, **kw)
+    masks = F.interpolate(masks.float(), size=(size, size), mode=mode, **kw)
+    return images, (masks > 0.5).float()
