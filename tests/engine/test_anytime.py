@@ -80,27 +80,38 @@ def test_refreshes_are_spaced_by_time(small, tmp_path):
     assert [(r.epoch, r.final) for r in refreshes] == [(1, False), (3, True)]
 
 
-def test_plan_takes_the_largest_size_whose_full_schedule_fits():
-    rates = {256: 2.0, 128: 16.0}  # images/s: a 2-core CPU without AVX-512
-    five = plan_for_minutes(5, 165, rates)
-    assert five.config.size == 128 and MIN_EPOCHS <= five.config.epochs < FULL_EPOCHS
-    assert five.expected_minutes <= 5
-    hour = plan_for_minutes(120, 165, rates)
-    assert (hour.config.size, hour.config.epochs) == (256, FULL_EPOCHS)
-    gpu = plan_for_minutes(5, 165, {256: 400.0, 128: 1500.0})
-    assert (gpu.config.size, gpu.config.epochs) == (256, FULL_EPOCHS)
-    short = plan_for_minutes(0.1, 165, rates)
+def test_plan_fits_the_budget_on_each_kind_of_machine():
+    cpu = {256: 1.7, 192: 6.0, 128: 15.0, 96: 32.0}  # images/s: 2-core CPU without AVX-512
+    five = plan_for_minutes(5, 165, cpu)
+    c = five.config
+    assert (c.size, c.stages) == (128, f"96:{round(c.epochs / 5)}")  # warm-up at 96 px
+    assert MIN_EPOCHS <= c.epochs < FULL_EPOCHS and five.expected_minutes <= 5
+    quarter = plan_for_minutes(15, 165, cpu).config
+    assert (quarter.size, quarter.epochs, quarter.stages) == (128, FULL_EPOCHS, "96:12")
+    # twice the speed: the last epochs move to the finer grid, as many as fit
+    fast = plan_for_minutes(15, 165, {s: 2 * r for s, r in cpu.items()})
+    assert fast.config.size == 192 and fast.config.epochs == FULL_EPOCHS
+    assert fast.config.stages.startswith("96:12") and fast.expected_minutes <= 15 * 0.85
+    assert "192 px" in fast.reason and "fit" in fast.reason
+    gpu = plan_for_minutes(5, 165, {256: 400.0, 192: 600.0, 128: 1500.0, 96: 2000.0})
+    assert (gpu.config.size, gpu.config.epochs, gpu.config.stages) == (256, FULL_EPOCHS, "")
+    short = plan_for_minutes(0.1, 165, cpu)
     assert short.config.epochs == MIN_EPOCHS and "short" in short.reason
+    two = plan_for_minutes(0.1, 165, {64: 5.0, 32: 20.0})  # only the sizes measured
+    assert two.config.size == 32 and two.config.stages == ""
     base = dataclasses.replace(TrainConfig(), lam=0.5, threads=1)
-    assert plan_for_minutes(5, 165, rates, base).config.lam == 0.5
+    assert plan_for_minutes(5, 165, cpu, base).config.lam == 0.5
     with pytest.raises(PalError, match="positive"):
-        plan_for_minutes(0, 165, rates)
+        plan_for_minutes(0, 165, cpu)
 
 
 def test_calibrate_measures_each_size_and_writes_nothing(small, sample_dir, tree_hash):
     before = tree_hash(sample_dir)
     rates = calibrate(small, tiny_config(), sizes=(64, 32), images=4, steps=1)
     assert set(rates) == {64, 32} and all(r > 0 for r in rates.values())
+    # a budget far too short for any finer stage: the larger size is not even measured
+    assert set(calibrate(small, tiny_config(), sizes=(64, 32), images=4, steps=1,
+                         minutes=1e-6)) == {32}
     assert tree_hash(sample_dir) == before
 
 
@@ -113,7 +124,7 @@ def test_refresh_ranks_over_the_learnt_classes_only(small, tmp_path, monkeypatch
     classes = list(small.classes)
     learnt, unlearnt = classes[0], classes[1:]
 
-    def fake_scores(trainer, dataset, overrides=None):
+    def fake_scores(trainer, dataset, overrides=None, **_):
         out = []
         for i, name in enumerate(dataset.names):
             per = {learnt: 0.1 * i, **{c: 0.0 for c in unlearnt}}
@@ -135,7 +146,7 @@ def test_refresh_ranks_over_the_learnt_classes_only(small, tmp_path, monkeypatch
     assert [s.quality for s in first.scores] == pytest.approx(
         [0.1 * i for i in range(len(small))])
 
-    def nothing_learnt(trainer, dataset, overrides=None):
+    def nothing_learnt(trainer, dataset, overrides=None, **_):
         return [ImageScore(n, 0.0, {c: 0.0 for c in classes},
                            {f"dice_{c}": 0.0 for c in classes}
                            | {f"offset_{c}": float("inf") for c in classes})
