@@ -103,7 +103,8 @@ def run(a: argparse.Namespace) -> dict:
                                      stages=a.stages)
         plan_text = f"by hand: {stages_text(config)}, ramp {config.ramp} epochs"
     else:
-        plan = plan_for_minutes(a.minutes, len(ds), calibrate(ds, base), base)
+        plan = plan_for_minutes(a.minutes, len(ds), calibrate(ds, base, minutes=a.minutes),
+                                base)
         config = plan.config
         plan_text = plan.describe()
     calibrated_s = time.perf_counter() - start

@@ -156,7 +156,7 @@ def _plan(minutes: float, ds, config):
     from napari_pal.method.budget import calibrate, plan_for_minutes
 
     say(f"measuring this machine's training speed for a {minutes:g}-minute budget ...")
-    plan = plan_for_minutes(minutes, len(ds), calibrate(ds, config), config)
+    plan = plan_for_minutes(minutes, len(ds), calibrate(ds, config, minutes=minutes), config)
     say(f"planned: {plan.describe()}")
     return plan.config
 
