@@ -44,7 +44,8 @@ def test_stages_give_each_epoch_its_size_and_are_checked():
 
 def test_lam_ramps_from_zero_after_the_warm_up():
     c = TrainConfig(epochs=60, lam=1.0, ramp_epochs=6)  # warm-up 12 epochs
-    assert c.warmup == 12 and c.ramp == 6 and TrainConfig(epochs=60).ramp == 6
+    assert c.warmup == 12 and c.ramp == 6 and TrainConfig(epochs=60, ramp_epochs=-1).ramp == 6
+    assert TrainConfig(epochs=60).ramp == 0  # off by default
     assert lam_at(c, 12 * 10 - 1, 10) == 0.0
     assert lam_at(c, 12 * 10, 10) == pytest.approx(1 / 60)
     assert lam_at(c, 15 * 10 - 1, 10) == pytest.approx(0.5)

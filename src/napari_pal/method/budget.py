@@ -6,7 +6,8 @@ training steps (U-Net + quality module, the configured precision, threads and de
 each candidate size on this machine; :func:`plan_for_minutes` then picks, from those
 rates alone (so the same rule serves a CPU, CUDA and MPS):
 
-1. the largest size at which the full schedule fits, with progressive resizing
+1. the largest size at which the full schedule fits (a size above BASE_SIZE: in
+   FINE_SHARE of the budget), with progressive resizing
    (``method.schedule``): the warm-up fifth of the epochs at a coarser grid (EARLY_SIZE,
    or half the size where that is larger), the rest at the size;
 2. else that schedule at BASE_SIZE with as many epochs as fit (at least MIN_EPOCHS).
@@ -14,7 +15,8 @@ rates alone (so the same rule serves a CPU, CUDA and MPS):
 Measured on JSRT, AVX2 float32, one thread (README *Time to a ranking*): the warm-up at
 96 px brought a ranking of ROC AUC >= 0.95 sooner without costing test Dice; ending the run
 with 12 epochs at 192 px instead of 128 px cost 2.5x the time and no Dice (0.916 vs
-0.919), so a finer size is only used where the whole schedule fits at it.
+0.919), so a finer size is only used where the whole schedule fits at it with room to
+spare (its refreshes cost more too).
 
 The result is shown to the user and every setting can still be set by hand.
 """
@@ -41,6 +43,9 @@ FULL_EPOCHS = 60
 MIN_EPOCHS = 10
 #: The warm-up share of the epochs, trained at the coarser grid.
 EARLY_SHARE = 0.2
+#: A size above BASE_SIZE is planned only when its whole schedule takes at most this share
+#: of the budget (it bought no test Dice on JSRT, and its refreshes cost 2-3x more).
+FINE_SHARE = 0.6
 #: Share of the budget kept for scoring refreshes and the final scoring.
 SCORING_SHARE = 0.15
 #: A size is not calibrated when the next smaller one's rate, scaled by the pixel count,
@@ -150,7 +155,7 @@ def plan_for_minutes(minutes: float, n_images: int, rates: Mapping[int, float],
     for size in sorted(rates, reverse=True):
         if size >= BASE_SIZE or size == max(rates):
             stages = schedule(size, FULL_EPOCHS)
-            if cost(stages) <= seconds:
+            if cost(stages) <= (seconds if size <= BASE_SIZE else minutes * 60 * FINE_SHARE):
                 return plan(stages, f"the full {FULL_EPOCHS}-epoch schedule fits")
     size = BASE_SIZE if BASE_SIZE in rates else min(rates)
     per_epoch = cost(schedule(size, 1000)) / 1000

@@ -61,8 +61,8 @@ class TrainConfig:
     stages: str = _setting("", "progressive resizing: SIZE:EPOCHS,... trains those first "
                            "epochs at those sizes, the rest at size (e.g. 96:12,128:36); "
                            "empty: size throughout")
-    ramp_epochs: int = _setting(-1, "epochs over which λ grows from 0 after the warm-up "
-                                "(-1: a tenth of the epochs; 0: full strength at once)")
+    ramp_epochs: int = _setting(0, "epochs over which λ grows from 0 after the warm-up "
+                                "(0: full strength at once; -1: a tenth of the epochs)")
     augment: bool = _setting(True, "small random rotations, scalings, shifts and contrast "
                              "changes (no flips)")
     precision: str = _setting("auto", "auto: bfloat16 where the CPU or GPU runs it natively",

@@ -9,10 +9,11 @@ the run is saved, scored and used at: the thin clavicles are learnt at the finer
 the last epochs. The batches come from the grid at ``size`` and are resized on the fly
 (:func:`resize_batch`), so one grid cache serves every stage.
 
-Weighting ramp: switching the re-weighting on at full strength after the warm-up, with a
-quality module that has never been trained, shakes the segmenter (the ranking dipped from
-0.97 to 0.94 ROC AUC right after the switch); ``TrainConfig.ramp_epochs`` grows λ
-linearly from 0 to its value instead (:func:`lam_at`).
+Weighting ramp: ``TrainConfig.ramp_epochs`` grows λ linearly from 0 to its value after the
+warm-up instead of switching the re-weighting on at full strength (:func:`lam_at`). Off
+by default: measured on JSRT (50 % of the masks moved by 5-13 px, 60 epochs at 128 px,
+AVX2, one seed each) a 6-epoch ramp gave test Dice 0.919 against 0.918 without, and the
+ranking did not dip at the switch in either run.
 """
 
 from __future__ import annotations
