@@ -4,19 +4,15 @@ The same run costs 7x more on a CPU without AVX-512 than on one with it, and far
 GPU, so no fixed epoch count suits every machine. :func:`calibrate` times a few real
 training steps (U-Net + quality module, the configured precision, threads and device) at
 each candidate size on this machine; :func:`plan_for_minutes` then picks, from those
-rates alone (so the same rule serves a CPU, CUDA and MPS):
+rates alone (so the same rule serves a CPU, CUDA and MPS), the largest size at which the
+full schedule fits (a size above BASE_SIZE: in FINE_SHARE of the budget), else BASE_SIZE
+with as many epochs as fit (at least MIN_EPOCHS).
 
-1. the largest size at which the full schedule fits (a size above BASE_SIZE: in
-   FINE_SHARE of the budget), with progressive resizing
-   (``method.schedule``): the warm-up fifth of the epochs at a coarser grid (EARLY_SIZE,
-   or half the size where that is larger), the rest at the size;
-2. else that schedule at BASE_SIZE with as many epochs as fit (at least MIN_EPOCHS).
-
-Measured on JSRT, AVX2 float32, one thread (README *Time to a ranking*): the warm-up at
-96 px brought a ranking of ROC AUC >= 0.95 sooner without costing test Dice; ending the run
-with 12 epochs at 192 px instead of 128 px cost 2.5x the time and no Dice (0.916 vs
-0.919), so a finer size is only used where the whole schedule fits at it with room to
-spare (its refreshes cost more too).
+Measured on JSRT (50 % of the masks moved by 5-13 px), AVX2 float32, one thread, one
+seed each (README *Time to a ranking*): 60 epochs at 128 px gave test Dice 0.918-0.919,
+48 epochs 0.899, so the plan keeps the full schedule where it can. Progressive resizing
+(``TrainConfig.stages``) is not planned: a warm-up fifth at 96 px saved about a tenth of
+the time but gave 0.915, and 12 last epochs at 192 px cost 2.5x the time for 0.916.
 
 The result is shown to the user and every setting can still be set by hand.
 """
@@ -34,15 +30,12 @@ from napari_pal.method.config import TrainConfig
 from napari_pal.method.schedule import format_stages, plan_text
 
 #: Sizes tried, largest first: 256 is the paper's; 128 keeps every structure learnable.
-SIZES = (256, 192, 128, 96)
-#: Where the epochs train when no larger size fits, and the warm-up's (coarsest) size.
+SIZES = (256, 192, 128)
+#: Where the epochs train when no larger size fits.
 BASE_SIZE = 128
-EARLY_SIZE = 96
 #: Epochs of the validated schedule (the CPU protocol), and the fewest worth running.
 FULL_EPOCHS = 60
 MIN_EPOCHS = 10
-#: The warm-up share of the epochs, trained at the coarser grid.
-EARLY_SHARE = 0.2
 #: A size above BASE_SIZE is planned only when its whole schedule takes at most this share
 #: of the budget (it bought no test Dice on JSRT, and its refreshes cost 2-3x more).
 FINE_SHARE = 0.6
@@ -107,7 +100,7 @@ def _out_of_reach(size: int, rates: Mapping[int, float], n_images: int, minutes:
     if below is None:
         return False
     rate = rates[below] * (below / size) ** 2
-    seconds = (1 - EARLY_SHARE) * FULL_EPOCHS * n_images / rate
+    seconds = FULL_EPOCHS * n_images / rate
     return seconds > SKIP_FACTOR * minutes * 60
 
 
@@ -147,20 +140,15 @@ def plan_for_minutes(minutes: float, n_images: int, rates: Mapping[int, float],
         cfg = dataclasses.replace(base, size=size, epochs=epochs, stages=format_stages(head))
         return Plan(cfg, minutes, dict(rates), cost(stages) / 60, f"{plan_text(cfg)}: {why}")
 
-    def schedule(size: int, epochs: int) -> list[tuple[int, int]]:
-        coarse = [s for s in rates if s < size and s <= max(EARLY_SIZE, size // 2)]
-        first = round(EARLY_SHARE * epochs) if coarse else 0
-        return [(max(coarse, default=size), first), (size, epochs - first)]
-
     for size in sorted(rates, reverse=True):
         if size >= BASE_SIZE or size == max(rates):
-            stages = schedule(size, FULL_EPOCHS)
-            if cost(stages) <= (seconds if size <= BASE_SIZE else minutes * 60 * FINE_SHARE):
-                return plan(stages, f"the full {FULL_EPOCHS}-epoch schedule fits")
+            limit = seconds if size <= BASE_SIZE else minutes * 60 * FINE_SHARE
+            if cost([(size, FULL_EPOCHS)]) <= limit:
+                return plan([(size, FULL_EPOCHS)],
+                            f"the full {FULL_EPOCHS}-epoch schedule fits")
     size = BASE_SIZE if BASE_SIZE in rates else min(rates)
-    per_epoch = cost(schedule(size, 1000)) / 1000
-    fit = math.floor(seconds / per_epoch)
+    fit = math.floor(seconds / cost([(size, 1)]))
     epochs = max(MIN_EPOCHS, min(FULL_EPOCHS, fit))
     why = (f"{epochs} of {FULL_EPOCHS} epochs fit" if fit >= MIN_EPOCHS else
            f"the budget is short: {MIN_EPOCHS} epochs take longer")
-    return plan(schedule(size, epochs), why)
+    return plan([(size, epochs)], why)

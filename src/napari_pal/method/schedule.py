@@ -7,7 +7,8 @@ the early epochs only learn coarse shapes. ``TrainConfig.stages`` ("96:12,128:36
 the first 12 epochs at 96 px, the next 36 at 128 px and the rest at ``size``, the size
 the run is saved, scored and used at: the thin clavicles are learnt at the finer grid in
 the last epochs. The batches come from the grid at ``size`` and are resized on the fly
-(:func:`resize_batch`), so one grid cache serves every stage.
+(:func:`resize_batch`), so one grid cache serves every stage. Set by hand only: on JSRT
+(AVX2, one seed each) it did not pay for itself in test Dice (see ``method.budget``).
 
 Weighting ramp: ``TrainConfig.ramp_epochs`` grows λ linearly from 0 to its value after the
 warm-up instead of switching the re-weighting on at full strength (:func:`lam_at`). Off
