@@ -103,10 +103,11 @@ def run(a: argparse.Namespace) -> dict:
                                      stages=a.stages)
         plan_text = f"by hand: {stages_text(config)}, ramp {config.ramp} epochs"
     else:
-        plan = plan_for_minutes(a.minutes, len(ds), calibrate(ds, base, minutes=a.minutes),
-                                base)
+        rates = calibrate(ds, base, minutes=a.minutes)
+        plan = plan_for_minutes(a.minutes, len(ds), rates, base)
         config = plan.config
-        plan_text = plan.describe()
+        plan_text = plan.describe() + " (images/s measured: " + ", ".join(
+            f"{s} px {r:.1f}" for s, r in sorted(rates.items())) + ")"
     calibrated_s = time.perf_counter() - start
     print(f"plan: {plan_text} (calibration and opening took {calibrated_s:.0f} s)",
           file=sys.stderr)
