@@ -9,9 +9,9 @@ import torch
 from napari_pal.data.dataset import open_dataset
 from napari_pal.data.trainset import load_training_set
 from napari_pal.errors import PalError
-from napari_pal.method.config import TrainConfig
+from napari_pal.method.config import TrainConfig, parse_stages
 from napari_pal.method.inference import TrainedModel
-from napari_pal.method.schedule import grid_size, lam_at, parse_stages, plan_text, resize_batch
+from napari_pal.method.schedule import grid_size, lam_at, plan_text, resize_batch
 from napari_pal.method.training import Trainer
 from napari_pal.scoring.anytime import Averaged, grid_scores, score_now
 from napari_pal.scoring.quality import analyse

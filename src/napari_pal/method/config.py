@@ -14,6 +14,24 @@ QAM_LOSSES = ("bce", "bce+dice")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
+def parse_stages(text: str, multiple: int = 1) -> list[tuple[int, int]]:
+    """``"96:12,128:36"`` -> [(96, 12), (128, 36)]; PalError naming the fix when malformed."""
+    from napari_pal.errors import PalError
+
+    stages = []
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        try:
+            size, epochs = (int(x) for x in part.split(":"))
+        except ValueError:
+            raise PalError(f"stages {text!r}: each stage is SIZE:EPOCHS, e.g. '96:12,128:36'"
+                           ) from None
+        if size < multiple or size % multiple or epochs < 1:
+            raise PalError(f"stages {text!r}: {part} needs a size that is a multiple of "
+                           f"{multiple} and at least one epoch")
+        stages.append((size, epochs))
+    return stages
+
+
 def _setting(default: Any, help: str, *, choices: tuple[str, ...] | None = None) -> Any:
     """A training setting: its default, the help the CLI and the widget show, its choices."""
     return field(default=default, metadata={"help": help, "choices": choices})
@@ -85,8 +103,6 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "width", "qam_width"):
             if getattr(self, name) < 1:
                 raise PalError(f"{name} must be at least 1, got {getattr(self, name)}")
-        from napari_pal.method.schedule import parse_stages
-
         staged = sum(e for _, e in parse_stages(self.stages, 2**self.depth))
         if staged >= self.epochs:
             raise PalError(f"stages {self.stages!r} take {staged} of the {self.epochs} epochs: "

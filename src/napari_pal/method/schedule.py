@@ -21,28 +21,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # torch is imported where a batch is resized: the config imports this
+from napari_pal.method.config import TrainConfig, parse_stages
+
+if TYPE_CHECKING:  # torch is imported where a batch is resized (the CLI imports this early)
     import torch
-
-    from napari_pal.method.config import TrainConfig
-
-
-def parse_stages(text: str, multiple: int = 1) -> list[tuple[int, int]]:
-    """``"96:12,128:36"`` -> [(96, 12), (128, 36)]; PalError naming the fix when malformed."""
-    from napari_pal.errors import PalError
-
-    stages = []
-    for part in filter(None, (p.strip() for p in (text or "").split(","))):
-        try:
-            size, epochs = (int(x) for x in part.split(":"))
-        except ValueError:
-            raise PalError(f"stages {text!r}: each stage is SIZE:EPOCHS, e.g. '96:12,128:36'"
-                           ) from None
-        if size < multiple or size % multiple or epochs < 1:
-            raise PalError(f"stages {text!r}: {part} needs a size that is a multiple of "
-                           f"{multiple} and at least one epoch")
-        stages.append((size, epochs))
-    return stages
 
 
 def format_stages(stages: list[tuple[int, int]]) -> str:
