@@ -113,12 +113,22 @@ def _seconds_per_step(trainer, steps: int) -> float:
     idx = torch.arange(len(trainer.data))
     epoch = trainer.config.warmup  # past warm-up: the quality module's cost counts too
     trainer._step(epoch, 0, 1, 1, idx)  # warm-up: allocations, kernel choice
+    _sync(trainer.device)
     start = time.perf_counter()
     for _ in range(steps):
         trainer._step(epoch, 0, 1, 1, idx)
-    if trainer.device.type == "cuda":
-        torch.cuda.synchronize(trainer.device)
+    _sync(trainer.device)
     return (time.perf_counter() - start) / steps
+
+
+def _sync(device) -> None:
+    """Wait for a GPU's queued work, so the clock measures it (CUDA and MPS run async)."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 def plan_for_minutes(minutes: float, n_images: int, rates: Mapping[int, float],
