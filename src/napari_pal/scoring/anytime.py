@@ -81,10 +81,13 @@ class Averaged:
     """An exponential moving average of the trainer's networks (weights and batch-norm
     statistics), updated after every step, with a time constant of ``epochs`` epochs.
 
-    Why: a refresh scores the model of one moment, and early in training, while the
-    learning rate is high, that model swings from step to step; so did the ranking (ROC
-    AUC 0.98, 0.86, 0.93 three epochs apart). The average of the last epochs ranks like
-    the model they share, and costs one pass over the weights per step.
+    Why: a refresh scored the networks of one moment, and early in training, while the
+    learning rate is high, they swing from step to step; so did the ranking (ROC AUC 0.98,
+    0.86, 0.93 three epochs apart). Scored both ways at every refresh of four runs (JSRT,
+    50 % of the masks moved by 5-13 px), the lowest AUC from epoch 9 on was 0.925-0.954 on
+    the average against 0.677-0.926 on the networks of the moment; the average lags at the
+    very start (epoch 7: 0.84-0.89 against 0.90-0.94). One update: 3 ms for the 2.2 M
+    parameters on one CPU thread, under 1 % of a 128-px training step.
     """
 
     def __init__(self, trainer, epochs: float = 1.0):
@@ -143,9 +146,9 @@ def grid_scores(model, data, names: Sequence[str], size: int,
         pos = [where[n] for n in chunk]
         images, masks = data.images[pos], data.masks[pos].clone()
         for k, name in enumerate(chunk):
-            if overrides is not None and name in overrides:
-                square = data.frames[pos[k]].to_square(np.asarray(overrides[name], bool),
-                                                       binary=True)
+            painted = None if overrides is None else overrides.get(name)  # read once
+            if painted is not None:
+                square = data.frames[pos[k]].to_square(np.asarray(painted, bool), binary=True)
                 masks[k] = torch.from_numpy(square)
         images, masks = resize_batch(images, masks.float(), size)
         probs, t = model.predict_grid(images, masks)
