@@ -65,15 +65,15 @@ class Plan:
 
 
 def calibrate(dataset, config: TrainConfig, sizes: Sequence[int] = SIZES, *,
-              images: int | None = None, steps: int = 2, minutes: float | None = None,
+              images: int = 8, steps: int = 2, minutes: float | None = None,
               ) -> dict[int, float]:
     """Images/s of one training step (quality module on) at each size, on this machine.
 
-    Times ``steps`` steps of a batch of ``images`` images (default: the training batch
-    size, whose per-step overhead the run pays: at 128 px, AVX2, one thread, a batch of 16
-    measured 17.8-18.7 images/s and a real epoch 18.2, a batch of 8 18.4-20.4) after one
-    warm-up step, using the first images of ``dataset``;
-    writes nothing (the trainer's run folder is a temporary one).
+    Times ``steps`` steps of a batch of ``images`` images after one warm-up step, using
+    the first images of ``dataset`` (at 128 px, AVX2, one thread, a batch of 8 measured
+    18.4-20.4 images/s, a batch of 16 17.8-18.7, a real 16-image-batch epoch 18.2: the
+    plan's reserve absorbs the difference, and the smaller batch calibrates in half the
+    time); writes nothing (the trainer's run folder is a temporary one).
     Sizes are measured smallest first; given ``minutes``, a size whose schedule the
     smaller size's rate already puts far beyond the budget is not measured (on a CPU
     without AVX-512, a 256-px calibration alone takes about 20 s).
@@ -84,7 +84,6 @@ def calibrate(dataset, config: TrainConfig, sizes: Sequence[int] = SIZES, *,
 
     if config.device in ("auto", "cpu"):
         dev.set_threads(config.threads)
-    images = config.batch_size if images is None else images
     subset = dataset.subset(dataset.names[:max(2, min(images, len(dataset)))])
     rates: dict[int, float] = {}
     for size in sorted(sizes):
