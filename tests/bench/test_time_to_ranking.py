@@ -55,3 +55,26 @@ def test_machine_info_names_flags_kernels_threads_and_build():
     assert info["torch_build"] == "CPU" or str(info["torch_build"]).startswith("CUDA ")
     assert isinstance(info["torch_cpu_kernels"], str) and info["torch_cpu_kernels"]
     assert {"cpu", "cpu_flags", "emulated", "torch"} <= set(info)
+
+
+def test_stays_from_is_when_the_ranking_reached_a_level_for_good():
+    rows = [{"wall_s": t, "auc": a} for t, a in
+            [(10, math.nan), (20, 0.96), (30, 0.94), (40, 0.97), (50, 0.99)]]
+    assert ranking.first_at(rows, 0.95) == 20
+    assert ranking.stays_from(rows, 0.95) == 40  # the dip at 30 s does not count as settled
+    assert ranking.stays_from(rows[:3], 0.95) is None  # below at the last refresh
+    assert ranking.stays_from([{"wall_s": 5, "auc": math.nan}], 0.5) is None
+
+
+def test_ranking_benchmark_by_hand_stages_and_the_live_comparison(jsrt256, tmp_path):
+    data = tiny_jsrt(jsrt256, tmp_path / "jsrt")
+    out = tmp_path / "out"
+    assert ranking.main(["--data", str(data), "--out", str(out), "--size", "32", "--epochs",
+                         "2", "--stages", "16:1", "--every", "0", "--threads", "1",
+                         "--compare-live"]) == 0
+    result = json.loads((out / "ranking-50-5-13-s0.json").read_text())
+    rows = result["rows"]
+    assert result["config"]["stages"] == "16:1" and "1 epochs at 16 px" in result["plan"]
+    assert [r["size"] for r in rows] == [16, 32]  # each refresh at the size just trained
+    assert all(r["score_s"] >= 0 for r in rows)
+    assert math.isnan(rows[-1]["live_auc"])  # the final refresh is the trained model's own

@@ -80,27 +80,43 @@ def test_refreshes_are_spaced_by_time(small, tmp_path):
     assert [(r.epoch, r.final) for r in refreshes] == [(1, False), (3, True)]
 
 
-def test_plan_takes_the_largest_size_whose_full_schedule_fits():
-    rates = {256: 2.0, 128: 16.0}  # images/s: a 2-core CPU without AVX-512
-    five = plan_for_minutes(5, 165, rates)
-    assert five.config.size == 128 and MIN_EPOCHS <= five.config.epochs < FULL_EPOCHS
-    assert five.expected_minutes <= 5
-    hour = plan_for_minutes(120, 165, rates)
-    assert (hour.config.size, hour.config.epochs) == (256, FULL_EPOCHS)
-    gpu = plan_for_minutes(5, 165, {256: 400.0, 128: 1500.0})
+def test_plan_fits_the_budget_on_each_kind_of_machine():
+    cpu = {256: 1.7, 192: 6.0, 128: 15.0}  # images/s: 2-core CPU without AVX-512, 1 thread
+    five = plan_for_minutes(5, 165, cpu)
+    c = five.config
+    assert c.size == 128 and MIN_EPOCHS <= c.epochs < FULL_EPOCHS and c.stages == ""
+    assert five.expected_minutes <= 5 and f"{c.epochs} of {FULL_EPOCHS} epochs fit" in five.reason
+    quarter = plan_for_minutes(15, 165, cpu)
+    assert (quarter.config.size, quarter.config.epochs) == (128, FULL_EPOCHS)
+    assert quarter.reason == "60 epochs at 128 px: the full 60-epoch schedule fits"
+    # a finer size where its whole schedule fits with room to spare (AVX-512 BF16, measured)
+    bf16_rates = {256: 8.0, 192: 22.0, 128: 50.0}
+    bf16 = plan_for_minutes(15, 165, bf16_rates)
+    assert (bf16.config.size, bf16.config.epochs) == (192, FULL_EPOCHS)
+    assert bf16.expected_minutes <= 15 * 0.6
+    # ... and not where it would fill the budget (it bought no test Dice; refreshes cost more)
+    assert plan_for_minutes(15, 165, {**bf16_rates, 192: 12.0}).config.size == 128
+    assert plan_for_minutes(60, 165, bf16_rates).config.size == 256
+    gpu = plan_for_minutes(5, 165, {256: 400.0, 192: 600.0, 128: 1500.0})
     assert (gpu.config.size, gpu.config.epochs) == (256, FULL_EPOCHS)
-    short = plan_for_minutes(0.1, 165, rates)
+    short = plan_for_minutes(0.1, 165, cpu)
     assert short.config.epochs == MIN_EPOCHS and "short" in short.reason
-    base = dataclasses.replace(TrainConfig(), lam=0.5, threads=1)
-    assert plan_for_minutes(5, 165, rates, base).config.lam == 0.5
+    two = plan_for_minutes(0.1, 165, {64: 5.0, 32: 20.0})  # only the sizes measured
+    assert two.config.size == 32
+    base = dataclasses.replace(TrainConfig(), lam=0.5, threads=1, stages="16:1")
+    planned = plan_for_minutes(5, 165, cpu, base).config
+    assert planned.lam == 0.5 and planned.stages == ""  # the plan's own schedule
     with pytest.raises(PalError, match="positive"):
-        plan_for_minutes(0, 165, rates)
+        plan_for_minutes(0, 165, cpu)
 
 
 def test_calibrate_measures_each_size_and_writes_nothing(small, sample_dir, tree_hash):
     before = tree_hash(sample_dir)
     rates = calibrate(small, tiny_config(), sizes=(64, 32), images=4, steps=1)
     assert set(rates) == {64, 32} and all(r > 0 for r in rates.values())
+    # a budget far too short for any finer stage: the larger size is not even measured
+    assert set(calibrate(small, tiny_config(), sizes=(64, 32), images=4, steps=1,
+                         minutes=1e-6)) == {32}
     assert tree_hash(sample_dir) == before
 
 
@@ -113,7 +129,7 @@ def test_refresh_ranks_over_the_learnt_classes_only(small, tmp_path, monkeypatch
     classes = list(small.classes)
     learnt, unlearnt = classes[0], classes[1:]
 
-    def fake_scores(trainer, dataset, overrides=None):
+    def fake_scores(trainer, dataset, overrides=None, **_):
         out = []
         for i, name in enumerate(dataset.names):
             per = {learnt: 0.1 * i, **{c: 0.0 for c in unlearnt}}
@@ -135,7 +151,7 @@ def test_refresh_ranks_over_the_learnt_classes_only(small, tmp_path, monkeypatch
     assert [s.quality for s in first.scores] == pytest.approx(
         [0.1 * i for i in range(len(small))])
 
-    def nothing_learnt(trainer, dataset, overrides=None):
+    def nothing_learnt(trainer, dataset, overrides=None, **_):
         return [ImageScore(n, 0.0, {c: 0.0 for c in classes},
                            {f"dice_{c}": 0.0 for c in classes}
                            | {f"offset_{c}": float("inf") for c in classes})

@@ -39,7 +39,7 @@ def test_minutes_plans_size_and_epochs_and_score_every_writes_the_ranking(tiny, 
     assert qualities == sorted(qualities)  # worst first
 
 
-@pytest.mark.parametrize("extra", [["--size", "64"], ["--epochs", "3"]])
+@pytest.mark.parametrize("extra", [["--size", "64"], ["--epochs", "3"], ["--stages", "32:2"]])
 def test_minutes_with_size_or_epochs_is_refused(tiny, tmp_path, capsys, extra):
     assert main(["train", str(tiny), "--out", str(tmp_path / "r"), "--minutes", "1",
                  *extra, *TINY_NET]) == 2

@@ -23,7 +23,8 @@ import numpy as np
 
 from napari_pal.atomic import atomic_path, write_text
 
-COLUMNS = ("wall_s", "train_s", "epoch", "epochs", "auc", "ap", "top_changed", "final")
+COLUMNS = ("wall_s", "train_s", "epoch", "epochs", "size", "score_s", "auc", "ap", "top_changed",
+           "final", "live_auc", "live_ap")
 
 
 def noisy_copy(data: Path, out: Path, fraction: float, pixels: tuple[int, int], seed: int,
@@ -46,6 +47,28 @@ def mean_test_dice(model, test_ds) -> dict[str, float]:
     return {**per_class, "mean": float(np.mean(list(per_class.values())))}
 
 
+def detection(scores, ranked: bool, truth: dict[str, bool]) -> tuple[float, float]:
+    """ROC AUC and AP of the ranking against the known bad masks (NaN when no class is
+    learnt yet: the widget shows no ranking then, so there is nothing to measure)."""
+    from napari_pal.scoring.detection import average_precision, roc_auc
+
+    if not ranked:
+        return float("nan"), float("nan")
+    is_bad = [truth.get(s.name, False) for s in scores]
+    badness = [-s.quality for s in scores]  # over the classes learnt so far
+    return roc_auc(is_bad, badness), average_precision(is_bad, badness)
+
+
+def rank_as_table(scores, classes) -> tuple[list, bool]:
+    """Scores ranked over the classes learnt so far, as a refresh ranks them, and whether
+    any class is learnt."""
+    from napari_pal.scoring import reliability
+
+    verdicts = reliability.assess(scores, classes)
+    return (reliability.rank_by_reliable(scores, verdicts),
+            any(v.reliable for v in verdicts.values()))
+
+
 def run(a: argparse.Namespace) -> dict:
     from napari_pal.bench.benchmark import default_data
     from napari_pal.bench.machine import machine_info
@@ -57,8 +80,7 @@ def run(a: argparse.Namespace) -> dict:
     from napari_pal.method.config import TrainConfig
     from napari_pal.method.inference import TrainedModel
     from napari_pal.method.training import Trainer
-    from napari_pal.scoring.anytime import train_with_refreshes
-    from napari_pal.scoring.detection import average_precision, roc_auc
+    from napari_pal.scoring.anytime import refresh_size, score_now, train_with_refreshes
 
     data = Path(a.data) if a.data else default_data()
     out = Path(a.out)
@@ -70,42 +92,51 @@ def run(a: argparse.Namespace) -> dict:
     # --- what pressing Train does: open, calibrate, plan, load, train with refreshes ---
     start = time.perf_counter()
     ds = open_dataset(folder, split=f"{folder / 'split.csv'}:train")
-    base = TrainConfig(threads=a.threads, precision=a.precision, seed=a.seed)
+    base = TrainConfig(threads=a.threads, precision=a.precision, seed=a.seed, device=a.device,
+                       **({} if a.ramp is None else {"ramp_epochs": a.ramp}))
     if a.size:  # settings by hand: no calibration
         import dataclasses
 
-        config = dataclasses.replace(base, size=a.size, epochs=a.epochs or base.epochs)
-        plan_text = f"by hand: {config.size} px, {config.epochs} epochs"
+        from napari_pal.method.schedule import plan_text as stages_text
+
+        config = dataclasses.replace(base, size=a.size, epochs=a.epochs or base.epochs,
+                                     stages=a.stages)
+        plan_text = f"by hand: {stages_text(config)}, ramp {config.ramp} epochs"
     else:
-        plan = plan_for_minutes(a.minutes, len(ds), calibrate(ds, base), base)
+        rates = calibrate(ds, base, minutes=a.minutes)
+        plan = plan_for_minutes(a.minutes, len(ds), rates, base)
         config = plan.config
-        plan_text = plan.describe()
+        plan_text = plan.describe() + " (images/s measured: " + ", ".join(
+            f"{s} px {r:.1f}" for s, r in sorted(rates.items())) + ")"
     calibrated_s = time.perf_counter() - start
     print(f"plan: {plan_text} (calibration and opening took {calibrated_s:.0f} s)",
           file=sys.stderr)
     data_t = load_training_set(ds, config.size)
-    run_dir = out / "runs" / f"{folder.name}-{config.size}px-{config.epochs}ep-s{a.seed}"
+    stages = config.stages.replace(":", "x").replace(",", "-")
+    run_dir = out / "runs" / (f"{folder.name}-{stages + '-' if stages else ''}{config.size}px-"
+                              f"{config.epochs}ep-r{config.ramp}-a{a.average:g}-s{a.seed}")
     if (run_dir / "checkpoint.pt").exists():
         from napari_pal.errors import PalError
 
         raise PalError(f"{run_dir} holds an earlier run: remove it or choose another --out")
     trainer = Trainer(data_t, config, run_dir, truth=truth)
     rows = []
-    is_bad = None
-    for ev in train_with_refreshes(trainer, ds, every_s=a.every):
+    for ev in train_with_refreshes(trainer, ds, every_s=a.every,
+                                   average_epochs=a.average or None):
         if not hasattr(ev, "scores"):
             continue
-        names = [s.name for s in ev.scores]
-        is_bad = [truth.get(n, False) for n in names]
-        badness = [-s.quality for s in ev.scores]  # over the classes learnt so far
-        # no class learnt yet: the widget shows no ranking, so there is nothing to measure
-        auc = roc_auc(is_bad, badness) if ev.ranked else float("nan")
-        ap = average_precision(is_bad, badness) if ev.ranked else float("nan")
-        row = {"wall_s": round(time.perf_counter() - start, 1), "train_s": round(ev.train_s, 1),
+        wall_s = time.perf_counter() - start
+        auc, ap = detection(ev.scores, ev.ranked, truth)
+        live = (np.nan, np.nan)
+        if a.compare_live and not ev.final:  # the networks of the moment, for comparison
+            live = detection(*rank_as_table(score_now(trainer, ds), ds.classes), truth)
+        row = {"wall_s": round(wall_s, 1), "train_s": round(ev.train_s, 1),
                "epoch": ev.epoch, "epochs": ev.epochs,
-               "auc": round(auc, 4), "ap": round(ap, 4),
+               "size": config.size if ev.final else refresh_size(trainer),
+               "score_s": round(ev.score_s, 1), "auc": round(auc, 4), "ap": round(ap, 4),
                "top_changed": "" if ev.top_changed is None else round(ev.top_changed, 3),
-               "final": int(ev.final)}
+               "final": int(ev.final), "live_auc": round(live[0], 4),
+               "live_ap": round(live[1], 4)}
         rows.append(row)
         print(" ".join(f"{k}={v}" for k, v in row.items()), file=sys.stderr)
     total_s = time.perf_counter() - start
@@ -127,20 +158,39 @@ def first_at(rows: list[dict], auc: float) -> float | None:
     return hit[0] if hit else None
 
 
+def stays_from(rows: list[dict], auc: float) -> float | None:
+    """When the ranking reached ``auc`` for good: the first refresh after which none fell
+    below it (None when the last one is below)."""
+    at = None
+    for r in rows:
+        if not r["auc"] >= auc:  # NaN counts as below
+            at = None
+        elif at is None:
+            at = r["wall_s"]
+    return at
+
+
 def markdown(result: dict) -> str:
     rows, info = result["rows"], result["info"]
+    live = any(r["live_auc"] == r["live_auc"] for r in rows)  # NaN != NaN
     lines = [f"Noise: {result['noise']}; {result['images']} training images; "
              f"plan: {result['plan']}.", "",
-             "| minutes from Train | epoch | ROC AUC | AP | top-k changed |",
-             "| --- | --- | --- | --- | --- |"]
+             "| minutes from Train | epoch | px | ROC AUC | AP | top-k changed | scoring s |"
+             + (" live ROC AUC |" if live else ""),
+             "| --- | --- | --- | --- | --- | --- | --- |" + (" --- |" if live else "")]
     for r in rows:
         lines.append(f"| {r['wall_s'] / 60:.1f} | {r['epoch']}/{r['epochs']}"
-                     f"{' (final)' if r['final'] else ''} | {_num(r['auc'])} | {_num(r['ap'])} | "
-                     f"{r['top_changed'] if r['top_changed'] != '' else '-'} |")
+                     f"{' (final)' if r['final'] else ''} | {r['size']} | {_num(r['auc'])} | "
+                     f"{_num(r['ap'])} | "
+                     f"{r['top_changed'] if r['top_changed'] != '' else '-'} | {r['score_s']} |"
+                     + (f" {_num(r['live_auc'])} |" if live else ""))
     t95 = first_at(rows, 0.95)
+    settled = stays_from(rows, 0.95)
     d = result["test_dice"]
     lines += ["", f"ROC AUC >= 0.95 first at {t95 / 60:.1f} min" if t95 is not None
               else "ROC AUC never reached 0.95",
+              f"ROC AUC >= 0.95 at every refresh from {settled / 60:.1f} min on"
+              if settled is not None else "ROC AUC below 0.95 at the end",
               f"Whole run (calibration, training, refreshes, final scoring): "
               f"{result['total_s'] / 60:.1f} min. Test Dice (82 clean images): "
               + ", ".join(f"{k} {v:.3f}" for k, v in d.items()) + ".", "",
@@ -188,6 +238,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
     p.add_argument("--size", type=int, default=0, help="skip the plan: this size (px)")
     p.add_argument("--epochs", type=int, default=0, help="with --size: this many epochs")
+    p.add_argument("--stages", default="", help="with --size: progressive resizing, "
+                   "SIZE:EPOCHS,... before the epochs at --size")
+    p.add_argument("--ramp", type=int, default=None, help="epochs of the weighting ramp "
+                   "(default: the training default)")
+    p.add_argument("--average", type=float, default=1.0, help="refreshes score the average "
+                   "of the networks over this many epochs (0: the networks of the moment)")
+    p.add_argument("--compare-live", action="store_true", help="also score the networks of "
+                   "the moment at each refresh (the live_auc column; adds to the wall time)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     a = p.parse_args(argv)
     result = run(a)
     out = Path(a.out)

@@ -71,9 +71,9 @@ def _config(a: argparse.Namespace, out: Path):
     if (out / CHECKPOINT_NAME).exists() and not a.resume:
         raise PalError(f"{out} already holds a trained run; pass --resume to continue it or "
                        f"choose a new --out folder")
-    if a.minutes is not None and (a.resume or "size" in given or "epochs" in given):
-        raise PalError("--minutes picks --size and --epochs for a new run: give either "
-                       "--minutes or --size/--epochs (and not with --resume)")
+    if a.minutes is not None and (a.resume or {"size", "epochs", "stages"} & set(given)):
+        raise PalError("--minutes picks --size, --epochs and --stages for a new run: give "
+                       "either --minutes or --size/--epochs/--stages (and not with --resume)")
     if not a.resume:
         return TrainConfig(**given), []
     if not (out / CHECKPOINT_NAME).exists():
@@ -156,7 +156,7 @@ def _plan(minutes: float, ds, config):
     from napari_pal.method.budget import calibrate, plan_for_minutes
 
     say(f"measuring this machine's training speed for a {minutes:g}-minute budget ...")
-    plan = plan_for_minutes(minutes, len(ds), calibrate(ds, config), config)
+    plan = plan_for_minutes(minutes, len(ds), calibrate(ds, config, minutes=minutes), config)
     say(f"planned: {plan.describe()}")
     return plan.config
 

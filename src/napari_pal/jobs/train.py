@@ -142,7 +142,8 @@ def _plan(ds, config, budget: Budget, stop: threading.Event):
     planned config, or None when stopped during the calibration)."""
     from napari_pal.method import budget as planner
 
-    rates = planner.calibrate(ds, config, tuple(budget.sizes) or planner.SIZES)
+    rates = planner.calibrate(ds, config, tuple(budget.sizes) or planner.SIZES,
+                             minutes=budget.minutes)
     if stop.is_set():
         yield JobStatus("stopped during calibration")
         return None

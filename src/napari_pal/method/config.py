@@ -14,6 +14,24 @@ QAM_LOSSES = ("bce", "bce+dice")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
+def parse_stages(text: str, multiple: int = 1) -> list[tuple[int, int]]:
+    """``"96:12,128:36"`` -> [(96, 12), (128, 36)]; PalError naming the fix when malformed."""
+    from napari_pal.errors import PalError
+
+    stages = []
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        try:
+            size, epochs = (int(x) for x in part.split(":"))
+        except ValueError:
+            raise PalError(f"stages {text!r}: each stage is SIZE:EPOCHS, e.g. '96:12,128:36'"
+                           ) from None
+        if size < multiple or size % multiple or epochs < 1:
+            raise PalError(f"stages {text!r}: {part} needs a size that is a multiple of "
+                           f"{multiple} and at least one epoch")
+        stages.append((size, epochs))
+    return stages
+
+
 def _setting(default: Any, help: str, *, choices: tuple[str, ...] | None = None) -> Any:
     """A training setting: its default, the help the CLI and the widget show, its choices."""
     return field(default=default, metadata={"help": help, "choices": choices})
@@ -58,6 +76,11 @@ class TrainConfig:
                              "module's scores a margin above the others (0: off)")
     warmup_epochs: int = _setting(-1, "epochs of equal weights before re-weighting "
                                   "(-1: a fifth of the epochs)")
+    stages: str = _setting("", "progressive resizing: SIZE:EPOCHS,... trains those first "
+                           "epochs at those sizes, the rest at size (e.g. 96:12,128:36); "
+                           "empty: size throughout")
+    ramp_epochs: int = _setting(0, "epochs over which λ grows from 0 after the warm-up "
+                                "(0: full strength at once; -1: a tenth of the epochs)")
     augment: bool = _setting(True, "small random rotations, scalings, shifts and contrast "
                              "changes (no flips)")
     precision: str = _setting("auto", "auto: bfloat16 where the CPU or GPU runs it natively",
@@ -80,6 +103,11 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "width", "qam_width"):
             if getattr(self, name) < 1:
                 raise PalError(f"{name} must be at least 1, got {getattr(self, name)}")
+        staged = sum(e for _, e in parse_stages(self.stages, 2**self.depth))
+        if staged >= self.epochs:
+            raise PalError(f"stages {self.stages!r} take {staged} of the {self.epochs} epochs: "
+                           "leave at least one epoch at size (fewer stage epochs, or more "
+                           "epochs)")
         if self.anchor < 0:
             raise PalError(f"anchor must be 0 (off) or positive, got {self.anchor}")
         if self.lr <= 0 or self.lam <= 0:
@@ -91,6 +119,11 @@ class TrainConfig:
         if self.strategy == "baseline":
             return self.epochs
         return self.epochs // 5 if self.warmup_epochs < 0 else self.warmup_epochs
+
+    @property
+    def ramp(self) -> int:
+        """Epochs over which the re-weighting grows to full strength after the warm-up."""
+        return self.epochs // 10 if self.ramp_epochs < 0 else self.ramp_epochs
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

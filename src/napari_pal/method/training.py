@@ -22,7 +22,7 @@ from napari_pal.atomic import write_text
 from napari_pal.data.trainset import TrainingSet, augment
 from napari_pal.errors import CheckpointError, PalError, TrainingError
 from napari_pal.method import device as dev
-from napari_pal.method import distributed
+from napari_pal.method import distributed, schedule
 from napari_pal.method.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from napari_pal.method.config import TrainConfig
 from napari_pal.method.models import QualityNet, UNet
@@ -237,9 +237,10 @@ class Trainer:
             group["lr"] = self._lr(step, total)
         mine, offset = self._share(idx)
         images, masks = self.data.batch(mine)
-        # to the device first: the augmentation's resampling runs there (on a GPU the
-        # CPU would otherwise hold every step up)
+        # to the device first: resizing and the augmentation's resampling run there (on a
+        # GPU the CPU would otherwise hold every step up)
         images, masks = images.to(self.device), masks.to(self.device)
+        images, masks = schedule.resize_batch(images, masks, schedule.grid_size(cfg, epoch))
         if cfg.augment:
             gen = torch.Generator().manual_seed(cfg.seed * 7_919 + step * 104_729 + 1)
             images, masks = augment(images, masks, gen, offset, len(idx))
@@ -249,6 +250,7 @@ class Trainer:
         images = images.contiguous(memory_format=torch.channels_last)
         masks = masks.contiguous(memory_format=torch.channels_last)
         weighting = epoch >= cfg.warmup
+        lam = schedule.lam_at(cfg, step, per_epoch)
         self.segmenter.train()
         self.qam.train()
         with dev.autocast(self.device, self.amp):
@@ -261,10 +263,10 @@ class Trainer:
             weights = torch.full_like(losses, 1.0 / len(idx))
             shown = torch.full((len(idx),), 1.0 / len(idx))
         elif self.group is None:
-            weights = shown = sample_weights(scores, cfg.strategy, cfg.lam,
+            weights = shown = sample_weights(scores, cfg.strategy, lam,
                                              self.trusted[idx].to(self.device), cfg.anchor)
         else:  # the softmax over the global batch (Eq. 1), not over this rank's slice
-            weights, shown = self.group.batch_weights(scores, len(idx), cfg.strategy, cfg.lam,
+            weights, shown = self.group.batch_weights(scores, len(idx), cfg.strategy, lam,
                                                       self.trusted[idx].to(self.device),
                                                       cfg.anchor)
         loss = weighted_loss(weights, bce, dice, cfg.qam_loss)

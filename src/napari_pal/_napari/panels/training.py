@@ -234,6 +234,7 @@ class TrainingPanel(QWidget):
             self.plan_label.setText(ev.text)
             self.form["size"].value = ev.config.size  # shown; "set by hand" keeps them
             self.form["epochs"].value = ev.config.epochs
+            self.form["stages"].value = ev.config.stages
         elif isinstance(ev, ScoresReady):
             self.state.finish_scoring(ev.run_dir, ev.reliability, ev.refresh, ev.scores)
             self.progress_label.setText(f"scored {len(ev.scores)} images with {ev.run_dir}")
