@@ -6,26 +6,14 @@ import dataclasses
 
 import pytest
 import torch
+from tinydata import tiny_config
 
-from napari_pal.data.dataset import open_dataset
 from napari_pal.data.trainset import load_training_set
 from napari_pal.errors import PalError
 from napari_pal.method.budget import FULL_EPOCHS, MIN_EPOCHS, calibrate, plan_for_minutes
 from napari_pal.method.config import TrainConfig
 from napari_pal.method.training import Trainer
 from napari_pal.scoring.anytime import compare, top_k_of, train_with_refreshes
-
-
-def tiny_config(**kw) -> TrainConfig:
-    base = dict(epochs=3, size=32, batch_size=4, width=4, depth=2, qam_width=4,
-                warmup_epochs=1, precision="fp32", threads=1)
-    return TrainConfig(**{**base, **kw})
-
-
-@pytest.fixture(scope="module")
-def small(sample_dir):
-    ds = open_dataset(sample_dir)
-    return ds.subset(ds.names[:8])
 
 
 def test_compare_counts_new_names_at_the_top_and_rank_agreement():

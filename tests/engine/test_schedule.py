@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tinydata import tiny_config as tiny
 
-from napari_pal.data.dataset import open_dataset
 from napari_pal.data.trainset import load_training_set
 from napari_pal.errors import PalError
 from napari_pal.method.config import TrainConfig, parse_stages
@@ -15,18 +15,6 @@ from napari_pal.method.schedule import grid_size, lam_at, plan_text, resize_batc
 from napari_pal.method.training import Trainer
 from napari_pal.scoring.anytime import Averaged, grid_scores, score_now
 from napari_pal.scoring.quality import analyse
-
-
-def tiny(**kw) -> TrainConfig:
-    base = dict(epochs=3, size=32, batch_size=4, width=4, depth=2, qam_width=4,
-                warmup_epochs=1, precision="fp32", threads=1)
-    return TrainConfig(**{**base, **kw})
-
-
-@pytest.fixture(scope="module")
-def small(sample_dir):
-    ds = open_dataset(sample_dir)
-    return ds.subset(ds.names[:8])
 
 
 def test_stages_give_each_epoch_its_size_and_are_checked():

@@ -21,3 +21,13 @@ def tiny_set(n=6, size=32, seed=0) -> TrainingSet:
         images[i, 0][masks[i, 0].bool()] += 0.5
     return TrainingSet([f"im{i}" for i in range(n)], ["a", "b"],
                        [Frame(size, size, size)] * n, images, masks)
+
+
+def tiny_config(**kw):
+    """Training settings small enough for a test of the anytime ranking and the schedule
+    (seconds on one thread)."""
+    from napari_pal.method.config import TrainConfig
+
+    base = dict(epochs=3, size=32, batch_size=4, width=4, depth=2, qam_width=4,
+                warmup_epochs=1, precision="fp32", threads=1)
+    return TrainConfig(**{**base, **kw})
