@@ -30,6 +30,7 @@ import torch
 
 from napari_pal.atomic import write_text
 from napari_pal.method import distributed
+from napari_pal.method.device import synchronize
 
 
 def _data(n: int, size: int, classes: int = 3):
@@ -58,8 +59,7 @@ def _worker(group: distributed.RankGroup, settings: dict, threads: int, report: 
         marks = {}
         for ev in trainer.run():
             if ev.step in (warmup, warmup + steps):
-                if trainer.device.type == "cuda":
-                    torch.cuda.synchronize(trainer.device)
+                synchronize(trainer.device)
                 marks[ev.step] = time.perf_counter()
             if ev.step == warmup + steps:
                 trainer.stop()

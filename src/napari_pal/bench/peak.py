@@ -20,24 +20,19 @@ import torch
 from napari_pal.method import device as dev
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _rate(fn: Callable[[], object], flops: float, device: torch.device,
           min_s: float) -> float:
     """GFLOP/s of ``fn`` (``flops`` each call): best of three timings of at least
     ``min_s`` / 3 seconds each, after a warm-up call."""
     fn()
-    _sync(device)
+    dev.synchronize(device)
     best = 0.0
     for _ in range(3):
         n, t0 = 0, time.perf_counter()
         while True:
             fn()
             n += 1
-            _sync(device)
+            dev.synchronize(device)
             elapsed = time.perf_counter() - t0
             if elapsed >= min_s / 3:
                 break

@@ -55,11 +55,6 @@ class DiskDataset(torch.utils.data.Dataset):
         return torch.from_numpy(img)[None], torch.from_numpy(masks.astype("float32"))
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _peak_gpu(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
 
@@ -143,7 +138,7 @@ def own_loop(name: str, cfg, data, ds, device: torch.device, workers: int) -> di
             loss.backward()
             opt.step()
             float(loss.detach())  # a loop logs its loss: one sync per step, as the Trainer's
-        _sync(device)
+        dev.synchronize(device)
         times.append(time.perf_counter() - t0)
     return _summary(name, times, len(data))
 
@@ -155,7 +150,7 @@ def product_loop(cfg, data, run_dir: Path) -> dict:
     times, t0 = [], time.perf_counter()
     for ev in trainer.run():
         if ev.epoch_end:
-            _sync(trainer.device)
+            dev.synchronize(trainer.device)
             now = time.perf_counter()
             times.append(now - t0)
             t0 = now
@@ -202,12 +197,12 @@ def score_speed(run: Path, ds, device: str) -> dict:
     model = TrainedModel.load(run, device=device)
     t0 = time.perf_counter()
     n = sum(1 for _ in analyse(model, ds, maps=False))
-    _sync(model.device)
+    dev.synchronize(model.device)
     t_score = time.perf_counter() - t0
     t0 = time.perf_counter()
     for i in range(len(ds)):
         model.predict(ds.read_image(i))
-    _sync(model.device)
+    dev.synchronize(model.device)
     t_pred = time.perf_counter() - t0
     return {"images": n, "size": model.config.size, "score_images_per_s": n / t_score,
             "predict_images_per_s": len(ds) / t_pred, "rss_peak_mib": round(_rss_mib(), 1),

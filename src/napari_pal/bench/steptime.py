@@ -22,6 +22,7 @@ import torch
 
 from napari_pal.atomic import write_text
 from napari_pal.bench.machine import machine_info
+from napari_pal.method.device import synchronize
 
 
 def synthetic_set(n: int, size: int, classes: int = 3, seed: int = 0):
@@ -47,17 +48,16 @@ def time_steps(trainer, steps: int, warm: int = 1) -> tuple[list[float], float]:
     per_epoch = len(batches)
     total = per_epoch * 1000
     epoch = trainer.config.warmup  # past warm-up: the quality module runs
-    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
     t0 = time.perf_counter()
     for s in range(warm):
         trainer._step(epoch, s % per_epoch, per_epoch, total, batches[s % per_epoch])
-    sync()
+    synchronize(trainer.device)
     warm_s = time.perf_counter() - t0
     times = []
     for s in range(steps):
         t0 = time.perf_counter()
         trainer._step(epoch, s % per_epoch, per_epoch, total, batches[s % per_epoch])
-        sync()
+        synchronize(trainer.device)
         times.append(time.perf_counter() - t0)
     return times, warm_s
 

@@ -99,9 +99,10 @@ def calibrate(dataset, config: TrainConfig, sizes: Sequence[int] = SIZES, *,
 
 
 def _out_of_reach(size: int, rates: Mapping[int, float], n_images: int, minutes: float) -> bool:
-    below = max(s for s in rates if s < size) if any(s < size for s in rates) else None
-    if below is None:
+    smaller = [s for s in rates if s < size]
+    if not smaller:
         return False
+    below = max(smaller)
     rate = rates[below] * (below / size) ** 2
     seconds = FULL_EPOCHS * n_images / rate
     return seconds > SKIP_FACTOR * minutes * 60
@@ -110,25 +111,17 @@ def _out_of_reach(size: int, rates: Mapping[int, float], n_images: int, minutes:
 def _seconds_per_step(trainer, steps: int) -> float:
     import torch
 
+    from napari_pal.method.device import synchronize
+
     idx = torch.arange(len(trainer.data))
     epoch = trainer.config.warmup  # past warm-up: the quality module's cost counts too
     trainer._step(epoch, 0, 1, 1, idx)  # warm-up: allocations, kernel choice
-    _sync(trainer.device)
+    synchronize(trainer.device)
     start = time.perf_counter()
     for _ in range(steps):
         trainer._step(epoch, 0, 1, 1, idx)
-    _sync(trainer.device)
+    synchronize(trainer.device)
     return (time.perf_counter() - start) / steps
-
-
-def _sync(device) -> None:
-    """Wait for a GPU's queued work, so the clock measures it (CUDA and MPS run async)."""
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
 
 
 def plan_for_minutes(minutes: float, n_images: int, rates: Mapping[int, float],

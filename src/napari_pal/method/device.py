@@ -58,6 +58,14 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
     return torch.autocast(device.type, dtype=dtype)
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for a GPU's queued work, so a clock measures it (CUDA and MPS run async)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
 def set_threads(threads: int = 0) -> None:
     """Use ``threads`` CPU threads (0: all cores)."""
     torch.set_num_threads(threads if threads > 0 else (os.cpu_count() or 1))
