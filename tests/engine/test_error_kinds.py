@@ -194,3 +194,22 @@ def test_cli_corrupt_spoils_the_asked_number_of_classes(tmp_path: Path):
         spoilt.setdefault(r["name"], 0)
         spoilt[r["name"]] += r["operation"] != "none"
     assert len(spoilt) == 6 and set(spoilt.values()) == {1}
+
+
+def test_a_kind_that_barely_moves_the_outline_is_not_drawn():
+    """Swapping or duplicating mirror-image parts moves nothing: no error of the
+    benchmark's size, so spoil draws another kind; the paper's kinds are never refused."""
+    from napari_pal.data.errorkinds import moved
+
+    twins = ellipse(64, 36, 30, 14) | ellipse(64, 92, 30, 14)  # mirror images
+    assert moved(twins, apply_kind("swap", twins, 0, np.random.default_rng(0))[0]) < 1
+    assert moved(twins, morph(twins, "erode", 4)) == pytest.approx(4, abs=1)
+    names = [f"im{i:02d}" for i in range(30)]
+    rng = np.random.default_rng(0)
+    picked = pick(names, 0.5, rng)
+    _, records = spoil(names, ["parts"], lambda i: twins[None], picked, (3, 6),
+                       ["swap", "duplicate", "shift"], rng, (1, 1))
+    drawn = {r.operation for r in records if r.name in picked}
+    # swap and duplicate would move the outline by < 3 px (a shift rounded to the
+    # pixel grid can too: then nothing is left to draw and the mask stays as it is)
+    assert "shift" in drawn and drawn <= {"shift", "none"}

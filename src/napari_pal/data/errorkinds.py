@@ -27,6 +27,8 @@ KINDS = ("erode", "dilate", "ragged", "shift", "wrong_image", "omit_part", "omit
 TWO_PART_KINDS = ("omit_part", "swap", "duplicate")
 #: a connected component smaller than this share of the mask is a speck, not a part
 MIN_PART_SHARE = 0.1
+#: kinds whose size is set by ``pixels``; the others get the floor check of ``spoil``
+SIZED_KINDS = ("ragged", "shift", "spill", "blob")
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,19 @@ def _add_blob(kind: str, mask: np.ndarray, r: int, rng: np.random.Generator
     return mask | _disk(mask.shape, cy, cx, r), f"at={cy},{cx}"
 
 
+def moved(before: np.ndarray, after: np.ndarray) -> float:
+    """How far the outline moved: the Hausdorff distance between the two masks' outlines
+    in pixels (inf where exactly one is empty, 0 where both are)."""
+    if not before.any() and not after.any():
+        return 0.0
+    if not before.any() or not after.any():
+        return float("inf")
+    ea = before & ~ndimage.binary_erosion(before, border_value=0)
+    eb = after & ~ndimage.binary_erosion(after, border_value=0)
+    return float(max(ndimage.distance_transform_edt(~eb)[ea].max(),
+                     ndimage.distance_transform_edt(~ea)[eb].max()))
+
+
 def pick(names: Sequence[str], fraction: float, rng: np.random.Generator) -> set[str]:
     """round(fraction * n) names drawn without replacement (the corrupt command's rule)."""
     k = int(round(fraction * len(names)))
@@ -240,16 +255,24 @@ def spoil(names: Sequence[str], classes: Sequence[str], read: Callable[[int], np
                 continue
             if classes_per_image is not None:
                 can = [k for k in can if used[k] == min(used[k] for k in can)]
-            kind, r = str(can[int(rng.integers(len(can)))]), int(rng.integers(lo, hi + 1))
+            while can:
+                kind, r = str(can[int(rng.integers(len(can)))]), int(rng.integers(lo, hi + 1))
+                spoilt, detail = apply_kind(kind, masks[c], r, rng, donor)
+                if kind in PAPER_KINDS or moved(masks[c], spoilt) >= lo:
+                    break
+                can = [k for k in can if k != kind]
+            if not can:
+                records.append(CorruptionRecord(name, cls, "none", 0))
+                continue
             used[kind] += 1
-            masks[c], detail = apply_kind(kind, masks[c], r, rng, donor)
+            masks[c] = spoilt
             if kind == "wrong_image":
                 detail = f"from={donor_name}"
-            sized = kind in PAPER_KINDS or kind in ("ragged", "shift", "spill", "blob")
+            sized = kind in PAPER_KINDS or kind in SIZED_KINDS
             records.append(CorruptionRecord(name, cls, kind, r if sized else 0, detail))
         masks_out[name] = masks
     return masks_out, records
 
 
 __all__ = ["KINDS", "PAPER_KINDS", "TWO_PART_KINDS", "CorruptionRecord", "applicable",
-           "apply_kind", "morph", "parts", "pick", "spoil"]
+           "apply_kind", "morph", "moved", "parts", "pick", "spoil"]
