@@ -15,12 +15,18 @@ prediction and the given mask, distances in pixels of the image as stored:
   above CONFIDENT on the mask). A spill or a stray blob is local, so the mean distances
   dilute it; its thickness does not. What the model claims alone is left to
   ``dist_back``, which ignores the model's own specks;
+- ``stroke``: how far the tallest denied piece of the mask sticks out where it meets the
+  mask at the sharp concave corners a round brush stroke leaves (``scoring.strokes``; on
+  the masks as stored, so only where they are given: the training-time refreshes leave it
+  out). A spill of a few pixels on a heart is under the model's own disagreement with
+  clean hearts, which has no such corners;
 - ``offset``: ``dist`` signed (+ over-drawn, - under-drawn);
 - ``dice``: overlap of mask and prediction;
 - ``qam``: the quality module's bounded score λ·tanh(t) for the image (strategies with a QAM).
-A class's quality comes from the largest of ``dist``, ``dist_back`` and THICK_SHARE ·
-``thick`` (a boundary error keeps its size in pixels, an omission or addition its
-distance, a local spill its thickness); the image's ``quality`` is its
+A class's quality comes from the largest of ``dist``, ``dist_back``, THICK_SHARE ·
+``thick`` and ``stroke`` (a boundary error keeps its size in pixels, an omission or
+addition its distance, a local spill its thickness, a brush stroke its height); the
+image's ``quality`` is its
 worst class's (one bad class makes a bad image, however good the others). Both chosen by
 measurement over eleven kinds of annotator error and the paper's noise (README,
 "Quality scores"): on JSRT the mean over classes and the mask's outline alone ranked the
@@ -42,6 +48,7 @@ from scipy import ndimage
 
 from napari_pal.data.grid import grid_sample_of
 from napari_pal.method.inference import TrainedModel
+from napari_pal.scoring.strokes import stroke_percents
 
 if TYPE_CHECKING:
     from napari_pal.data.dataset import Dataset
@@ -142,8 +149,11 @@ def image_quality(per_class: Mapping[str, float]) -> float:
 
 def score_from_grid(name: str, classes: list[str], masks: np.ndarray, probs: np.ndarray,
                     image_scale: float, qam_t: float | None = None, lam: float = 2.0,
-                    ) -> ImageScore:
-    """Score one image from its grid masks (C,S,S) and predicted probabilities (C,S,S)."""
+                    strokes: np.ndarray | None = None) -> ImageScore:
+    """Score one image from its grid masks (C,S,S) and predicted probabilities (C,S,S);
+    ``strokes``: per class the brush-stroke height in % of the image's longer side
+    (:func:`napari_pal.scoring.strokes.stroke_percents`), None where the stored masks are
+    not at hand."""
     size = masks.shape[-1]
     signals: dict[str, float] = {}
     per_class: dict[str, float] = {}
@@ -157,7 +167,11 @@ def score_from_grid(name: str, classes: list[str], masks: np.ndarray, probs: np.
         signals[f"dist_back_{cls}"] = back * image_scale
         signals[f"thick_{cls}"] = thick * image_scale
         signals[f"offset_{cls}"] = offset * image_scale
-        per_class[cls] = class_quality(100.0 * max(dist, back, THICK_SHARE * thick) / size)
+        percent = 100.0 * max(dist, back, THICK_SHARE * thick) / size
+        if strokes is not None:
+            signals[f"stroke_{cls}"] = float(strokes[c]) * size * image_scale / 100.0
+            percent = max(percent, float(strokes[c]))
+        per_class[cls] = class_quality(percent)
     if qam_t is not None:
         signals["qam"] = float(lam * math.tanh(qam_t))
     quality = image_quality(per_class)
@@ -192,14 +206,14 @@ def analyse(model: TrainedModel, dataset: Dataset, *, maps: bool = True,
         probs, t = model.predict_grid(images, masks)
         for k, i in enumerate(idx):
             frame = items[k][0]
+            full = frame.from_square(probs[k])
             score = score_from_grid(dataset.names[i], model.classes, items[k][2], probs[k],
                                     frame.scale, None if t is None else float(t[k]),
-                                    model.config.lam)
-            if not maps:
+                                    model.config.lam, stroke_percents(given[k], full))
+            if maps:
+                yield Analysis(score, full, disagreement_map(given[k], full))
+            else:
                 yield Analysis(score)
-                continue
-            full = frame.from_square(probs[k])
-            yield Analysis(score, full, disagreement_map(given[k], full))
 
 
 def scores_csv(scores: Iterable[ImageScore], classes: Sequence[str], *,
