@@ -46,6 +46,15 @@ class Loop:
     clean: object  # (N, C, S, S) uint8 tensor: the true masks
     frames: list  # each image's Frame (grid placement)
     reviewed: np.ndarray  # (N,) bool
+    stored: object = None  # the spoilt folder's training part (Dataset): masks as stored
+    stored_clean: object = None  # the clean folder's training part (Dataset)
+    clean_index: list | None = None  # image i's position in stored_clean
+
+    def stored_masks(self, i: int) -> np.ndarray:
+        """Image i's masks as stored, as the annotator left them (true once reviewed)."""
+        if self.reviewed[i]:
+            return self.stored_clean.read_masks(self.clean_index[i])
+        return self.stored.read_masks(i)
 
     def training_set(self):
         """The training set as the annotator left it: reviewed images carry true masks."""
@@ -71,6 +80,7 @@ def load_loop(folder: Path, clean: Path, size: int) -> Loop:
     """The spoilt folder's training part and the same images' true masks, in the grid."""
     from napari_pal.bench.errorkinds import load
     from napari_pal.data.corruption import read_corruption_csv
+    from napari_pal.data.dataset import open_dataset
 
     folder = Path(folder)
     if not (folder / "corruption.csv").is_file():
@@ -80,8 +90,8 @@ def load_loop(folder: Path, clean: Path, size: int) -> Loop:
     split = folder / "split.csv"
     spec = f"{split}:train" if split.is_file() else None
     spoilt = load(folder, spec, size)
-    truth = load(clean, f"{clean / 'split.csv'}:train" if (clean / "split.csv").is_file()
-                 else None, size, spoilt.classes)
+    clean_spec = f"{clean / 'split.csv'}:train" if (clean / "split.csv").is_file() else None
+    truth = load(clean, clean_spec, size, spoilt.classes)
     where = {n: i for i, n in enumerate(truth.names)}
     missing = [n for n in spoilt.names if n not in where]
     if missing:
@@ -92,21 +102,26 @@ def load_loop(folder: Path, clean: Path, size: int) -> Loop:
     loop = Loop(list(spoilt.names), list(spoilt.classes),
                 np.array([bool(bad_map.get(n, False)) for n in spoilt.names]),
                 spoilt.images[:], spoilt.masks[:], truth.masks[order], list(spoilt.frames),
-                np.zeros(len(spoilt), bool))
+                np.zeros(len(spoilt), bool),
+                open_dataset(folder, split=spec, classes=spoilt.classes),
+                open_dataset(clean, split=clean_spec, classes=spoilt.classes), order)
     return loop
 
 
-def rank(model, data) -> tuple[np.ndarray, np.ndarray]:
-    """napari-pal's image quality and the QAM's score (nan without a QAM) of every image."""
+def rank(model, data, loop: Loop) -> tuple[np.ndarray, np.ndarray]:
+    """napari-pal's image quality and the QAM's score (nan without a QAM) of every image,
+    scored as the product does (brush strokes measured on the masks as stored)."""
     from napari_pal.bench.errorkinds import predict
     from napari_pal.scoring.quality import score_from_grid
+    from napari_pal.scoring.strokes import stroke_percents
 
     probs, t = predict(model, data, range(len(data)))
     masks = data.masks[:].numpy()
     quality, qam = np.empty(len(data)), np.full(len(data), np.nan)
     for i in range(len(data)):
+        strokes = stroke_percents(loop.stored_masks(i), loop.frames[i].from_square(probs[i]))
         s = score_from_grid(data.names[i], data.classes, masks[i], probs[i], 1.0,
-                            None if t is None else float(t[i]), model.config.lam)
+                            None if t is None else float(t[i]), model.config.lam, strokes)
         quality[i] = s.quality
         qam[i] = s.signals.get("qam", np.nan)
     return quality, qam
@@ -210,7 +225,7 @@ def run(a: argparse.Namespace) -> int:
             seconds = train_round(data, run_dir, a, epochs, trusted,
                                   None if (a.scratch or r == 0) else prev)
         model = TrainedModel.load(run_dir)
-        quality, qam = rank(model, data)
+        quality, qam = rank(model, data, loop)
         row = {"round": r, "reviewed": int(loop.reviewed.sum()), "epochs": model.epoch,
                "train_s": round(seconds, 1), **round_row(loop, quality, qam)}
         row["test_dice"] = float(test_dice(model, test).mean()) if test is not None \

@@ -106,8 +106,9 @@ def out_of_fold(data, folds: int, out: Path, a: argparse.Namespace, truth: dict[
 
 
 def score(data, probs: np.ndarray, t: np.ndarray | None, lam: float,
-          truth: dict[tuple[str, str], str]) -> Scored:
-    """Every signal of every image and class from one set of predictions."""
+          truth: dict[tuple[str, str], str], strokes: np.ndarray | None = None) -> Scored:
+    """Every signal of every image and class from one set of predictions (``strokes``:
+    (N, C) brush-stroke heights from the stored masks, as the product scores)."""
     from napari_pal.scoring.detection import cleanlab_quality
     from napari_pal.scoring.quality import class_quality, score_from_grid
 
@@ -117,7 +118,8 @@ def score(data, probs: np.ndarray, t: np.ndarray | None, lam: float,
     pc = {k: np.full((n, c), np.nan) for k in SIGNALS}
     for i in range(n):
         s = score_from_grid(data.names[i], data.classes, masks[i], probs[i], 1.0,
-                            None if t is None else float(t[i]), lam)
+                            None if t is None else float(t[i]), lam,
+                            None if strokes is None else strokes[i])
         for j, cls in enumerate(data.classes):
             pc["quality"][i, j] = s.per_class[cls]
             pc["outline"][i, j] = class_quality(100.0 * s.signals[f"dist_{cls}"] / size)
@@ -290,7 +292,12 @@ def run(a: argparse.Namespace) -> int:
         probs, t = predict(model, data, range(len(data)))
         lam = model.config.lam
         how = f"in sample: run {run_dir} scores the masks it trained on"
-    sc = score(data, probs, t, lam, read_truth(folder / "corruption.csv"))
+    from napari_pal.data.dataset import open_dataset
+    from napari_pal.scoring.strokes import strokes_of
+
+    stored = open_dataset(folder, split=split, classes=data.classes)
+    sc = score(data, probs, t, lam, read_truth(folder / "corruption.csv"),
+               strokes_of(stored, data.frames, probs))
     write_text(out / "scores.csv", scores_csv(sc))
     text = (f"Class masks ({how}):\n\n{markdown(sc, 'class')}\n"
             f"Images:\n\n{markdown(sc, 'image')}\n"

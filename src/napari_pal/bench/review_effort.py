@@ -68,7 +68,9 @@ def reviewed_first(sc, files: Sequence[str]) -> list[str]:
 
 def run(a: argparse.Namespace) -> int:
     from napari_pal.bench.errorkinds import effort_markdown, load, predict, read_truth, score
+    from napari_pal.data.dataset import open_dataset
     from napari_pal.method.inference import TrainedModel
+    from napari_pal.scoring.strokes import strokes_of
 
     folder, run_dir, out = Path(a.folder), Path(a.run), Path(a.out)
     if not (folder / "corruption.csv").is_file():
@@ -81,7 +83,9 @@ def run(a: argparse.Namespace) -> int:
     model = TrainedModel.load(run_dir)
     data = load(folder, split, model.config.size, model.classes)
     probs, t = predict(model, data, range(len(data)))
-    sc = score(data, probs, t, model.config.lam, read_truth(folder / "corruption.csv"))
+    stored = open_dataset(folder, split=split, classes=data.classes)
+    sc = score(data, probs, t, model.config.lam, read_truth(folder / "corruption.csv"),
+               strokes_of(stored, data.frames, probs))
     reviewed = reviewed_first(sc, a.reviewed) if a.reviewed else []
     bad = (sc.kinds != "none").any(axis=1)
     title = a.title or f"{folder.name}: {int(bad.sum())} spoilt images of {bad.size}"
