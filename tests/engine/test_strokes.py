@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
+from napari_pal.data.geometry import Frame
 from napari_pal.scoring.quality import contradiction_radius, score_from_grid
-from napari_pal.scoring.strokes import stroke_height, stroke_percents
+from napari_pal.scoring.strokes import grid_stroke_percents, stroke_height, stroke_percents
 
 
 def organ(size=256):
@@ -63,3 +64,14 @@ def test_the_quality_of_a_spilt_class_falls_only_with_the_stroke_term():
     clean = score_from_grid("x", ["heart"], truth[None], probs, 2.0,
                             strokes=stroke_percents(organ()[None], organ()[None] * 1.0))
     assert clean.per_class["heart"] == 1.0
+
+
+def test_strokes_from_the_training_grid_of_a_large_non_square_image():
+    """The product scores from grid probabilities: a 512 x 640 image in a 128-px grid."""
+    yy, xx = np.mgrid[:512, :640]
+    truth = np.abs((yy - 300) / 90) ** 4 + np.abs((xx - 320) / 110) ** 4 <= 1
+    frame = Frame(512, 640, 128)
+    probs = frame.to_square(truth[None].astype(np.float32))
+    spill = grid_stroke_percents(spilt(truth, 20)[None], probs, frame)
+    assert spill[0] == pytest.approx(100 * 20 / 640, abs=0.6)
+    assert grid_stroke_percents(truth[None], probs, frame)[0] == 0.0

@@ -113,13 +113,13 @@ def rank(model, data, loop: Loop) -> tuple[np.ndarray, np.ndarray]:
     scored as the product does (brush strokes measured on the masks as stored)."""
     from napari_pal.bench.errorkinds import predict
     from napari_pal.scoring.quality import score_from_grid
-    from napari_pal.scoring.strokes import stroke_percents
+    from napari_pal.scoring.strokes import grid_stroke_percents
 
     probs, t = predict(model, data, range(len(data)))
     masks = data.masks[:].numpy()
     quality, qam = np.empty(len(data)), np.full(len(data), np.nan)
     for i in range(len(data)):
-        strokes = stroke_percents(loop.stored_masks(i), loop.frames[i].from_square(probs[i]))
+        strokes = grid_stroke_percents(loop.stored_masks(i), probs[i], loop.frames[i])
         s = score_from_grid(data.names[i], data.classes, masks[i], probs[i], 1.0,
                             None if t is None else float(t[i]), model.config.lam, strokes)
         quality[i] = s.quality

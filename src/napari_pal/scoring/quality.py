@@ -48,7 +48,7 @@ from scipy import ndimage
 
 from napari_pal.data.grid import grid_sample_of
 from napari_pal.method.inference import TrainedModel
-from napari_pal.scoring.strokes import stroke_percents
+from napari_pal.scoring.strokes import grid_stroke_percents
 
 if TYPE_CHECKING:
     from napari_pal.data.dataset import Dataset
@@ -206,14 +206,15 @@ def analyse(model: TrainedModel, dataset: Dataset, *, maps: bool = True,
         probs, t = model.predict_grid(images, masks)
         for k, i in enumerate(idx):
             frame = items[k][0]
-            full = frame.from_square(probs[k])
             score = score_from_grid(dataset.names[i], model.classes, items[k][2], probs[k],
                                     frame.scale, None if t is None else float(t[k]),
-                                    model.config.lam, stroke_percents(given[k], full))
-            if maps:
-                yield Analysis(score, full, disagreement_map(given[k], full))
-            else:
+                                    model.config.lam,
+                                    grid_stroke_percents(given[k], probs[k], frame))
+            if not maps:
                 yield Analysis(score)
+                continue
+            full = frame.from_square(probs[k])
+            yield Analysis(score, full, disagreement_map(given[k], full))
 
 
 def scores_csv(scores: Iterable[ImageScore], classes: Sequence[str], *,

@@ -23,9 +23,10 @@ import numpy as np
 from scipy import ndimage
 from skimage.transform import resize
 
+from napari_pal.data.geometry import Frame
+
 if TYPE_CHECKING:
     from napari_pal.data.dataset import Dataset
-    from napari_pal.data.geometry import Frame
 
 #: longer side (px) at which the strokes are measured
 ANALYSIS_SIDE = 256
@@ -93,11 +94,21 @@ def stroke_percents(masks: np.ndarray, probs: np.ndarray) -> np.ndarray:
     return 100.0 * np.asarray(heights, float) / ANALYSIS_SIDE
 
 
+def grid_stroke_percents(masks: np.ndarray, probs: np.ndarray, frame: Frame) -> np.ndarray:
+    """:func:`stroke_percents` from the grid probabilities (C, S, S) that ``frame`` placed:
+    mapped straight to the analysis scale, never to a full-size radiograph's."""
+    h, w = np.asarray(masks).shape[-2:]
+    k = ANALYSIS_SIDE / max(h, w)
+    small = Frame(round(h * k), round(w * k), frame.size)
+    return stroke_percents(masks, small.from_square(probs))
+
+
 def strokes_of(dataset: Dataset, frames: Sequence[Frame], probs: np.ndarray) -> np.ndarray:
     """(N, C) stroke percents of every image of ``dataset`` from its grid probabilities
-    ``probs`` (N, C, S, S), each mapped back through its ``frames[i]``."""
-    return np.stack([stroke_percents(dataset.read_masks(i), frames[i].from_square(probs[i]))
+    ``probs`` (N, C, S, S) placed by ``frames``."""
+    return np.stack([grid_stroke_percents(dataset.read_masks(i), probs[i], frames[i])
                      for i in range(len(dataset))])
 
 
-__all__ = ["ANALYSIS_SIDE", "stroke_height", "stroke_percents", "strokes_of"]
+__all__ = ["ANALYSIS_SIDE", "grid_stroke_percents", "stroke_height", "stroke_percents",
+           "strokes_of"]
