@@ -155,11 +155,13 @@ def test_a_spill_is_seen_by_its_thickness_not_by_the_mean_distances():
 
 #: kind -> the signals that catch it on the synthetic two-part mask: without ALL of them
 #: the kind scores like a clean mask, so each test below fails if its signal is removed
-CAUGHT_BY = {"erode": ("dist", "back"), "dilate": ("dist", "back", "thick"),
-             "ragged": ("dist", "back", "thick"), "shift": ("dist", "back", "thick"),
-             "wrong_image": ("dist", "back", "thick"), "omit_part": ("back",),
-             "omit_class": ("dist", "back"), "spill": ("thick",), "blob": ("dist", "thick"),
-             "swap": ("dist", "back", "thick"), "duplicate": ("dist", "back")}
+CAUGHT_BY = {"erode": ("dist", "part", "back"), "dilate": ("dist", "part", "back", "thick"),
+             "ragged": ("dist", "part", "back", "thick"),
+             "shift": ("dist", "part", "back", "thick"),
+             "wrong_image": ("dist", "part", "back", "thick"), "omit_part": ("back",),
+             "omit_class": ("dist", "back"), "spill": ("part", "thick"),
+             "blob": ("dist", "thick"), "swap": ("dist", "part", "back", "thick"),
+             "duplicate": ("dist", "part", "back")}
 
 
 def _without(monkeypatch, signals):
@@ -170,6 +172,8 @@ def _without(monkeypatch, signals):
         real = quality.boundary_signals
         monkeypatch.setattr(quality, "boundary_signals",
                             lambda m, p: (real(m, p)[0], 0.0, 0.0))
+    if "part" in signals:
+        monkeypatch.setattr(quality, "worst_part_distance", lambda m, p: 0.0)
     if "back" in signals:
         monkeypatch.setattr(quality, "back_distance", lambda m, p: 0.0)
     if "thick" in signals:
@@ -183,10 +187,27 @@ def test_each_kind_is_lost_when_the_signals_that_catch_it_are_removed(kind, monk
     truth = two_part()
     donor = np.roll(truth, (6, -5), axis=(0, 1))
     spoilt, _ = apply_kind(kind, truth, 8, np.random.default_rng(0), donor)
-    others = {"dist", "back", "thick"} - set(CAUGHT_BY[kind])
+    others = {"dist", "part", "back", "thick"} - set(CAUGHT_BY[kind])
     with monkeypatch.context() as m:
         _without(m, others)  # the other signals alone do not matter for this kind ...
         assert _class_quality(spoilt, truth) < 0.5
     _without(monkeypatch, CAUGHT_BY[kind])  # ... and without its own it looks clean (a
     # spill's outline moves 0.4 px on average: quality 0.89)
     assert _class_quality(spoilt, truth) > 0.85
+
+
+def test_one_part_drawn_wrong_counts_by_that_part_not_the_class_mean():
+    """A lung drawn wrong and the other right: the class mean halves the error, the worst
+    part keeps it (the per-part analogue of an image being its worst class)."""
+    from scipy import ndimage as ndi
+
+    from napari_pal.scoring.quality import worst_part_distance
+
+    truth = two_part()
+    labels, _ = ndi.label(truth)
+    spoilt = (labels == 1) | ndi.shift(labels == 2, (6, 0), order=0)  # one part moved 6 px
+    _, dist, _ = boundary_signals(spoilt, truth)
+    part = worst_part_distance(spoilt, truth)
+    assert part == pytest.approx(2 * dist, rel=0.35) and part > 1.5 * dist
+    assert worst_part_distance(truth, truth) == 0.0
+    assert worst_part_distance(np.zeros_like(truth), truth) == 0.0

@@ -5,6 +5,10 @@ prediction and the given mask, distances in pixels of the image as stored:
 - ``dist``: mean distance of the mask's outline from the predicted outline. An eroded,
   dilated or shifted outline moves by its full amount even where Dice barely changes; a
   stray blob or spill in the mask adds outline far from the prediction;
+- ``dist_part``: the same mean for the worst of the mask's parts (components of at least
+  MIN_PART_SHARE of its area): one clavicle drawn twice or one lung drawn wrong moves
+  one part's outline, and the class mean halves it, as the class mean once diluted a
+  bad class in its image;
 - ``dist_back``: mean distance of the predicted outline from the mask's outline, the
   predicted parts only (specks under MIN_PART_SHARE of the predicted area are ignored, so
   a stray blob of the model does not spoil a good mask). It sees what the mask leaves out:
@@ -23,8 +27,8 @@ prediction and the given mask, distances in pixels of the image as stored:
 - ``offset``: ``dist`` signed (+ over-drawn, - under-drawn);
 - ``dice``: overlap of mask and prediction;
 - ``qam``: the quality module's bounded score λ·tanh(t) for the image (strategies with a QAM).
-A class's quality comes from the largest of ``dist``, ``dist_back``, THICK_SHARE ·
-``thick`` and ``stroke`` (a boundary error keeps its size in pixels, an omission or
+A class's quality comes from the largest of ``dist``, ``dist_part``, ``dist_back``,
+THICK_SHARE · ``thick`` and ``stroke`` (a boundary error keeps its size in pixels, an omission or
 addition its distance, a local spill its thickness, a brush stroke its height); the
 image's ``quality`` is its
 worst class's (one bad class makes a bad image, however good the others). Both chosen by
@@ -106,6 +110,22 @@ def back_distance(mask: np.ndarray, pred: np.ndarray) -> float:
     return float(ndimage.distance_transform_edt(~_outline(mask))[_outline(parts)].mean())
 
 
+def worst_part_distance(mask: np.ndarray, pred: np.ndarray) -> float:
+    """The largest, over the mask's parts (components of at least MIN_PART_SHARE of its
+    area), of the mean distance in grid px of the part's outline from the predicted
+    outline (0 for an empty mask, inf where only the prediction is empty)."""
+    if not mask.any():
+        return 0.0
+    if not pred.any():
+        return math.inf
+    to_pred = ndimage.distance_transform_edt(~_outline(pred))
+    labels, n = ndimage.label(mask)
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    parts = [q for q in range(1, n + 1) if sizes[q] >= MIN_PART_SHARE * sizes.sum()]
+    return float(max(to_pred[_outline(labels == q)].mean() for q in parts))
+
+
 def contradiction_radius(mask: np.ndarray, prob: np.ndarray) -> float:
     """Radius in grid px of the largest disk inside the mask where the model's probability
     is below 1 - CONFIDENT (0 where there is none): how thick the worst confidently
@@ -160,14 +180,16 @@ def score_from_grid(name: str, classes: list[str], masks: np.ndarray, probs: np.
     for c, cls in enumerate(classes):
         mask, pred = masks[c].astype(bool), probs[c] > 0.5
         dice, dist, offset = boundary_signals(mask, pred)
+        part = worst_part_distance(mask, pred)
         back = back_distance(mask, pred)
         thick = contradiction_radius(mask, probs[c])
         signals[f"dice_{cls}"] = dice
         signals[f"dist_{cls}"] = dist * image_scale
+        signals[f"dist_part_{cls}"] = part * image_scale
         signals[f"dist_back_{cls}"] = back * image_scale
         signals[f"thick_{cls}"] = thick * image_scale
         signals[f"offset_{cls}"] = offset * image_scale
-        percent = 100.0 * max(dist, back, THICK_SHARE * thick) / size
+        percent = 100.0 * max(dist, part, back, THICK_SHARE * thick) / size
         if strokes is not None:
             signals[f"stroke_{cls}"] = float(strokes[c]) * size * image_scale / 100.0
             percent = max(percent, float(strokes[c]))
