@@ -72,6 +72,6 @@ def test_strokes_from_the_training_grid_of_a_large_non_square_image():
     truth = np.abs((yy - 300) / 90) ** 4 + np.abs((xx - 320) / 110) ** 4 <= 1
     frame = Frame(512, 640, 128)
     probs = frame.to_square(truth[None].astype(np.float32))
-    spill = grid_stroke_percents(spilt(truth, 20)[None], probs, frame)
+    spill = grid_stroke_percents(spilt(truth, 20)[None], probs)
     assert spill[0] == pytest.approx(100 * 20 / 640, abs=0.6)
-    assert grid_stroke_percents(truth[None], probs, frame)[0] == 0.0
+    assert grid_stroke_percents(truth[None], probs)[0] == 0.0

@@ -46,9 +46,9 @@ class Loop:
     clean: object  # (N, C, S, S) uint8 tensor: the true masks
     frames: list  # each image's Frame (grid placement)
     reviewed: np.ndarray  # (N,) bool
-    stored: object = None  # the spoilt folder's training part (Dataset): masks as stored
-    stored_clean: object = None  # the clean folder's training part (Dataset)
-    clean_index: list | None = None  # image i's position in stored_clean
+    stored: object  # the spoilt folder's training part (Dataset): masks as stored
+    stored_clean: object  # the clean folder's training part (Dataset)
+    clean_index: list  # image i's position in stored_clean
 
     def stored_masks(self, i: int) -> np.ndarray:
         """Image i's masks as stored, as the annotator left them (true once reviewed)."""
@@ -119,7 +119,7 @@ def rank(model, data, loop: Loop) -> tuple[np.ndarray, np.ndarray]:
     masks = data.masks[:].numpy()
     quality, qam = np.empty(len(data)), np.full(len(data), np.nan)
     for i in range(len(data)):
-        strokes = grid_stroke_percents(loop.stored_masks(i), probs[i], loop.frames[i])
+        strokes = grid_stroke_percents(loop.stored_masks(i), probs[i])
         s = score_from_grid(data.names[i], data.classes, masks[i], probs[i], 1.0,
                             None if t is None else float(t[i]), model.config.lam, strokes)
         quality[i] = s.quality

@@ -254,7 +254,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(a: argparse.Namespace) -> int:
     from napari_pal.data.corruption import corrupt_dataset
+    from napari_pal.data.dataset import open_dataset
     from napari_pal.data.errorkinds import KINDS
+    from napari_pal.scoring.strokes import strokes_of
 
     out = Path(a.out)
     if a.folder:
@@ -292,12 +294,9 @@ def run(a: argparse.Namespace) -> int:
         probs, t = predict(model, data, range(len(data)))
         lam = model.config.lam
         how = f"in sample: run {run_dir} scores the masks it trained on"
-    from napari_pal.data.dataset import open_dataset
-    from napari_pal.scoring.strokes import strokes_of
-
     stored = open_dataset(folder, split=split, classes=data.classes)
     sc = score(data, probs, t, lam, read_truth(folder / "corruption.csv"),
-               strokes_of(stored, data.frames, probs))
+               strokes_of(stored, probs))
     write_text(out / "scores.csv", scores_csv(sc))
     text = (f"Class masks ({how}):\n\n{markdown(sc, 'class')}\n"
             f"Images:\n\n{markdown(sc, 'image')}\n"

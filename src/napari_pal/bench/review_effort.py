@@ -85,7 +85,7 @@ def run(a: argparse.Namespace) -> int:
     probs, t = predict(model, data, range(len(data)))
     stored = open_dataset(folder, split=split, classes=data.classes)
     sc = score(data, probs, t, model.config.lam, read_truth(folder / "corruption.csv"),
-               strokes_of(stored, data.frames, probs))
+               strokes_of(stored, probs))
     reviewed = reviewed_first(sc, a.reviewed) if a.reviewed else []
     bad = (sc.kinds != "none").any(axis=1)
     title = a.title or f"{folder.name}: {int(bad.sum())} spoilt images of {bad.size}"

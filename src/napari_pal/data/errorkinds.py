@@ -27,7 +27,7 @@ KINDS = ("erode", "dilate", "ragged", "shift", "wrong_image", "omit_part", "omit
 TWO_PART_KINDS = ("omit_part", "swap", "duplicate")
 #: a connected component smaller than this share of the mask is a speck, not a part
 MIN_PART_SHARE = 0.1
-#: kinds whose size is set by ``pixels``; the others get the floor check of ``spoil``
+#: kinds besides the paper's whose size is drawn from ``pixels`` (their records keep it)
 SIZED_KINDS = ("ragged", "shift", "spill", "blob")
 
 

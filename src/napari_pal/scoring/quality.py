@@ -28,13 +28,13 @@ prediction and the given mask, distances in pixels of the image as stored:
 - ``dice``: overlap of mask and prediction;
 - ``qam``: the quality module's bounded score λ·tanh(t) for the image (strategies with a QAM).
 A class's quality comes from the largest of ``dist``, ``dist_part``, ``dist_back``,
-THICK_SHARE · ``thick`` and ``stroke`` (a boundary error keeps its size in pixels, an omission or
-addition its distance, a local spill its thickness, a brush stroke its height); the
-image's ``quality`` is its
-worst class's (one bad class makes a bad image, however good the others). Both chosen by
-measurement over eleven kinds of annotator error and the paper's noise (README,
-"Quality scores"): on JSRT the mean over classes and the mask's outline alone ranked the
-images with a lung or clavicle left out at ROC AUC 0.77 (class masks: 0.30), this 1.00.
+THICK_SHARE · ``thick`` and ``stroke`` (a boundary error keeps its size in pixels, an
+omission or addition its distance, a local spill its thickness, a brush stroke its
+height); the image's ``quality`` is its worst class's (one bad class makes a bad image,
+however good the others). Both chosen by measurement over eleven kinds of annotator
+error and the paper's noise (README, "Quality scores"): on JSRT the mean over classes and
+the mask's outline alone ranked the images with a lung or clavicle left out at ROC AUC
+0.77 (class masks: 0.30), this 1.00.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from napari_pal.data.errorkinds import parts
 from napari_pal.data.grid import grid_sample_of
 from napari_pal.method.inference import TrainedModel
 from napari_pal.scoring.strokes import grid_stroke_percents
@@ -111,19 +112,15 @@ def back_distance(mask: np.ndarray, pred: np.ndarray) -> float:
 
 
 def worst_part_distance(mask: np.ndarray, pred: np.ndarray) -> float:
-    """The largest, over the mask's parts (components of at least MIN_PART_SHARE of its
-    area), of the mean distance in grid px of the part's outline from the predicted
-    outline (0 for an empty mask, inf where only the prediction is empty)."""
+    """The largest, over the mask's parts (``data.errorkinds.parts``: components of at
+    least a tenth of its area), of the mean distance in grid px of the part's outline from
+    the predicted outline (0 for an empty mask, inf where only the prediction is empty)."""
     if not mask.any():
         return 0.0
     if not pred.any():
         return math.inf
     to_pred = ndimage.distance_transform_edt(~_outline(pred))
-    labels, n = ndimage.label(mask)
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    parts = [q for q in range(1, n + 1) if sizes[q] >= MIN_PART_SHARE * sizes.sum()]
-    return float(max(to_pred[_outline(labels == q)].mean() for q in parts))
+    return float(max(to_pred[_outline(part)].mean() for part in parts(mask)))
 
 
 def contradiction_radius(mask: np.ndarray, prob: np.ndarray) -> float:
@@ -231,7 +228,7 @@ def analyse(model: TrainedModel, dataset: Dataset, *, maps: bool = True,
             score = score_from_grid(dataset.names[i], model.classes, items[k][2], probs[k],
                                     frame.scale, None if t is None else float(t[k]),
                                     model.config.lam,
-                                    grid_stroke_percents(given[k], probs[k], frame))
+                                    grid_stroke_percents(given[k], probs[k]))
             if not maps:
                 yield Analysis(score)
                 continue

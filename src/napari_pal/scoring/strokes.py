@@ -16,11 +16,11 @@ set in), with the model's probabilities mapped there.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
+from skimage.morphology import disk
 from skimage.transform import resize
 
 from napari_pal.data.geometry import Frame
@@ -39,16 +39,11 @@ MIN_CORNER_PIXELS = 3
 DENIED_BELOW = 0.5
 
 
-def _disk(radius: int) -> np.ndarray:
-    yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
-    return yy * yy + xx * xx <= radius * radius
-
-
 def _corners(mask: np.ndarray) -> np.ndarray:
     """The concave corners of ``mask`` of at least MIN_CORNER_PIXELS: what a closing by a
     CORNER_RADIUS disk adds (the image's edge does not close anything)."""
     pad = CORNER_RADIUS + 1
-    closed = ndimage.binary_closing(np.pad(mask, pad), _disk(CORNER_RADIUS))[pad:-pad, pad:-pad]
+    closed = ndimage.binary_closing(np.pad(mask, pad), disk(CORNER_RADIUS))[pad:-pad, pad:-pad]
     notch = closed & ~mask
     if not notch.any():
         return notch
@@ -88,25 +83,27 @@ def stroke_percents(masks: np.ndarray, probs: np.ndarray) -> np.ndarray:
     if shape != masks.shape[-2:]:
         masks = resize(masks.astype(np.float32), (masks.shape[0], *shape), order=1,
                        anti_aliasing=False) > 0.5
+    if shape != probs.shape[-2:]:
         probs = resize(np.asarray(probs, np.float32), (probs.shape[0], *shape), order=1,
                        anti_aliasing=False)
     heights = [stroke_height(m, p) for m, p in zip(masks, probs)]
     return 100.0 * np.asarray(heights, float) / ANALYSIS_SIDE
 
 
-def grid_stroke_percents(masks: np.ndarray, probs: np.ndarray, frame: Frame) -> np.ndarray:
-    """:func:`stroke_percents` from the grid probabilities (C, S, S) that ``frame`` placed:
-    mapped straight to the analysis scale, never to a full-size radiograph's."""
+def grid_stroke_percents(masks: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """:func:`stroke_percents` from the grid probabilities (C, S, S) of the image whose
+    stored masks are ``masks`` (the letterbox follows from their shape): mapped straight
+    to the analysis scale, never to a full-size radiograph's."""
     h, w = np.asarray(masks).shape[-2:]
     k = ANALYSIS_SIDE / max(h, w)
-    small = Frame(round(h * k), round(w * k), frame.size)
+    small = Frame(round(h * k), round(w * k), probs.shape[-1])
     return stroke_percents(masks, small.from_square(probs))
 
 
-def strokes_of(dataset: Dataset, frames: Sequence[Frame], probs: np.ndarray) -> np.ndarray:
+def strokes_of(dataset: Dataset, probs: np.ndarray) -> np.ndarray:
     """(N, C) stroke percents of every image of ``dataset`` from its grid probabilities
-    ``probs`` (N, C, S, S) placed by ``frames``."""
-    return np.stack([grid_stroke_percents(dataset.read_masks(i), probs[i], frames[i])
+    ``probs`` (N, C, S, S)."""
+    return np.stack([grid_stroke_percents(dataset.read_masks(i), probs[i])
                      for i in range(len(dataset))])
 
 
