@@ -156,11 +156,11 @@ def test_a_spill_is_seen_by_its_thickness_not_by_the_mean_distances():
 #: kind -> the signals that catch it on the synthetic two-part mask: without ALL of them
 #: the kind scores like a clean mask, so each test below fails if its signal is removed
 CAUGHT_BY = {"erode": ("dist", "part", "back"), "dilate": ("dist", "part", "back", "thick"),
-             "ragged": ("dist", "part", "back", "thick"),
+             "ragged": ("dist", "part", "back", "thick", "stray"),
              "shift": ("dist", "part", "back", "thick"),
              "wrong_image": ("dist", "part", "back", "thick"), "omit_part": ("back",),
              "omit_class": ("dist", "back"), "spill": ("part", "thick"),
-             "blob": ("dist", "thick"), "swap": ("dist", "part", "back", "thick"),
+             "blob": ("dist", "thick", "stray"), "swap": ("dist", "part", "back", "thick"),
              "duplicate": ("dist", "part", "back")}
 
 
@@ -178,6 +178,8 @@ def _without(monkeypatch, signals):
         monkeypatch.setattr(quality, "back_distance", lambda m, p: 0.0)
     if "thick" in signals:
         monkeypatch.setattr(quality, "contradiction_radius", lambda m, p: 0.0)
+    if "stray" in signals:
+        monkeypatch.setattr(quality, "stray_distance", lambda m, p: 0.0)
 
 
 @pytest.mark.parametrize("kind", sorted(CAUGHT_BY))
@@ -187,13 +189,27 @@ def test_each_kind_is_lost_when_the_signals_that_catch_it_are_removed(kind, monk
     truth = two_part()
     donor = np.roll(truth, (6, -5), axis=(0, 1))
     spoilt, _ = apply_kind(kind, truth, 8, np.random.default_rng(0), donor)
-    others = {"dist", "part", "back", "thick"} - set(CAUGHT_BY[kind])
+    others = {"dist", "part", "back", "thick", "stray"} - set(CAUGHT_BY[kind])
     with monkeypatch.context() as m:
         _without(m, others)  # the other signals alone do not matter for this kind ...
         assert _class_quality(spoilt, truth) < 0.5
     _without(monkeypatch, CAUGHT_BY[kind])  # ... and without its own it looks clean (a
     # spill's outline moves 0.4 px on average: quality 0.89)
     assert _class_quality(spoilt, truth) > 0.85
+
+
+def test_a_stray_piece_no_prediction_touches_counts_by_its_distance_whatever_its_size():
+    from napari_pal.scoring.quality import stray_distance
+
+    truth = two_part()
+    dot = truth.copy()
+    dot[120:122, 60:62] = True  # 4 px, far below the lungs: a slip of the brush
+    assert stray_distance(dot, truth) > 20.0
+    assert _class_quality(dot, truth) < 0.1  # the other signals alone: 0.87
+    assert stray_distance(truth, truth) == 0.0
+    touching = truth | np.roll(truth, 3, axis=1)  # every piece overlaps the prediction
+    assert stray_distance(touching, truth) == 0.0
+    assert stray_distance(dot, np.zeros_like(truth)) == 0.0  # nothing predicted: dist's case
 
 
 def test_one_part_drawn_wrong_counts_by_that_part_not_the_class_mean():

@@ -112,16 +112,19 @@ def rank(model, data, loop: Loop) -> tuple[np.ndarray, np.ndarray]:
     """napari-pal's image quality and the QAM's score (nan without a QAM) of every image,
     scored as the product does (brush strokes measured on the masks as stored)."""
     from napari_pal.bench.errorkinds import predict
+    from napari_pal.data.partcounts import usual_part_counts
     from napari_pal.scoring.quality import score_from_grid
     from napari_pal.scoring.strokes import grid_stroke_percents
 
     probs, t = predict(model, data, range(len(data)))
     masks = data.masks[:].numpy()
+    usual = usual_part_counts(masks, data.classes)  # as this round's training records them
     quality, qam = np.empty(len(data)), np.full(len(data), np.nan)
     for i in range(len(data)):
         strokes = grid_stroke_percents(loop.stored_masks(i), probs[i])
         s = score_from_grid(data.names[i], data.classes, masks[i], probs[i], 1.0,
-                            None if t is None else float(t[i]), model.config.lam, strokes)
+                            None if t is None else float(t[i]), model.config.lam, strokes,
+                            usual)
         quality[i] = s.quality
         qam[i] = s.signals.get("qam", np.nan)
     return quality, qam

@@ -108,18 +108,21 @@ def out_of_fold(data, folds: int, out: Path, a: argparse.Namespace, truth: dict[
 def score(data, probs: np.ndarray, t: np.ndarray | None, lam: float,
           truth: dict[tuple[str, str], str], strokes: np.ndarray | None = None) -> Scored:
     """Every signal of every image and class from one set of predictions (``strokes``:
-    (N, C) brush-stroke heights from the stored masks, as the product scores)."""
+    (N, C) brush-stroke heights from the stored masks, as the product scores; the usual
+    part counts from the grid masks, as training records them)."""
+    from napari_pal.data.partcounts import usual_part_counts
     from napari_pal.scoring.detection import cleanlab_quality
     from napari_pal.scoring.quality import class_quality, score_from_grid
 
     masks = data.masks.numpy().astype(bool)
+    usual = usual_part_counts(masks, data.classes)
     n, c = masks.shape[:2]
     size = masks.shape[-1]
     pc = {k: np.full((n, c), np.nan) for k in SIGNALS}
     for i in range(n):
         s = score_from_grid(data.names[i], data.classes, masks[i], probs[i], 1.0,
                             None if t is None else float(t[i]), lam,
-                            None if strokes is None else strokes[i])
+                            None if strokes is None else strokes[i], usual)
         for j, cls in enumerate(data.classes):
             pc["quality"][i, j] = s.per_class[cls]
             pc["outline"][i, j] = class_quality(100.0 * s.signals[f"dist_{cls}"] / size)

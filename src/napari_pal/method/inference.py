@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,9 @@ class TrainedModel:
     device: torch.device
     amp: torch.dtype | None
     epoch: int
+    #: the training folder's usual part count per class (``data.partcounts``; empty for
+    #: checkpoints written before it was recorded: no part rule then)
+    usual_parts: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def load(cls, run: str | Path, device: str = "auto") -> TrainedModel:
@@ -41,7 +44,8 @@ class TrainedModel:
         for net in (segmenter, qam):
             net.to(where, memory_format=torch.channels_last).eval()
         return cls(config, classes, segmenter, qam, where,
-                   dev.autocast_dtype(where, config.precision), int(state.get("epoch", 0)))
+                   dev.autocast_dtype(where, config.precision), int(state.get("epoch", 0)),
+                   {str(k): int(v) for k, v in state.get("usual_parts", {}).items()})
 
     @classmethod
     def snapshot(cls, trainer) -> TrainedModel:
@@ -51,7 +55,7 @@ class TrainedModel:
         for net in (segmenter, qam):
             net.eval()
         return cls(trainer.config, list(trainer.data.classes), segmenter, qam, trainer.device,
-                   trainer.amp, int(trainer.epoch))
+                   trainer.amp, int(trainer.epoch), trainer.usual_parts)
 
     @torch.no_grad()
     def predict_grid(self, images: torch.Tensor, masks: torch.Tensor | None = None

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from napari_pal.atomic import write_text
+from napari_pal.data.partcounts import usual_part_counts
 from napari_pal.data.trainset import TrainingSet, augment
 from napari_pal.errors import CheckpointError, PalError, TrainingError
 from napari_pal.method import device as dev
@@ -137,6 +138,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam(
             list(self.segmenter.parameters()) + list(self.qam.parameters()), lr=config.lr)
         self.epoch, self.step_in_epoch, self.history = 0, 0, []
+        self._usual_parts: dict[str, int] | None = None
         if resume and (self.run_dir / CHECKPOINT_NAME).exists():
             self._restore(load_checkpoint(self.run_dir / CHECKPOINT_NAME))
         if self.epoch > config.epochs:
@@ -155,6 +157,17 @@ class Trainer:
     @property
     def checkpoint_path(self) -> Path:
         return self.run_dir / CHECKPOINT_NAME
+
+    @property
+    def usual_parts(self) -> dict[str, int]:
+        """The training masks' usual part count per class (``data.partcounts``), counted
+        once on the grid masks, a chunk at a time; the checkpoint keeps it for scoring."""
+        if self._usual_parts is None:
+            n, masks = len(self.data), self.data.masks
+            chunks = (masks[list(range(s, min(s + 64, n)))].numpy() for s in range(0, n, 64))
+            self._usual_parts = usual_part_counts(
+                (m for chunk in chunks for m in chunk), self.data.classes)
+        return self._usual_parts
 
     def run(self) -> Iterator[Progress]:
         cfg = self.config
@@ -329,6 +342,7 @@ class Trainer:
             "names": list(self.data.names),
             "epoch": self.epoch,
             "step_in_epoch": self.step_in_epoch,
+            "usual_parts": self.usual_parts,
         })
         write_text(self.run_dir / "history.csv", _history_csv(self.history))
         write_text(self.run_dir / "history.json", json.dumps(self.history))

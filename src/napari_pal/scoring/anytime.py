@@ -156,7 +156,8 @@ def grid_scores(model, data, names: Sequence[str], size: int,
         for k, name in enumerate(chunk):
             scale = data.frames[pos[k]].side / size
             out.append(score_from_grid(name, model.classes, grid[k], probs[k], scale,
-                                       None if t is None else float(t[k]), model.config.lam))
+                                       None if t is None else float(t[k]), model.config.lam,
+                                       usual_parts=model.usual_parts))
     return out
 
 
