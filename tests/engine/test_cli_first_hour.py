@@ -229,7 +229,9 @@ def test_score_prints_a_table_and_the_auc(tiny, run1, tmp_path, capsys, monkeypa
     assert main(["score", str(run1), str(tiny), "--out", str(tmp_path / "s.csv")]) == 0
     out = capsys.readouterr().out
     assert "inf" not in out and "," not in out.split("worst")[1].split("ROC")[0]
-    assert re.search(r"^  name\s+quality\s+lungs\s+heart\s+clavicles$", out, re.M)
+    assert re.search(r"^  name\s+quality\s+lungs\s+heart\s+clavicles\s+why$", out, re.M)
+    worst = r"^  \S+(\s+[0-9.]+){4}\s+(lungs|heart|clavicles): \w"  # each with its reason
+    assert re.search(worst, out, re.M)
     assert re.search(r"ROC AUC of quality vs .*corruption.csv: \d\.\d{3} \(\d of the 2 ", out)
 
 

@@ -5,7 +5,7 @@ from test_quality import two_part
 from tinydata import tiny_config, tiny_set
 
 from napari_pal.data.errorkinds import apply_kind
-from napari_pal.data.partcounts import part_count, unusual_parts, usual_part_counts
+from napari_pal.data.partcounts import judged_by, part_count, usual_part_counts
 from napari_pal.method.checkpoint import load_checkpoint
 from napari_pal.method.inference import TrainedModel
 from napari_pal.method.training import Trainer
@@ -32,12 +32,16 @@ def test_the_usual_count_needs_most_masks_and_ignores_empty_ones():
     assert usual_part_counts(folder, ["lungs", "heart"]) == {"lungs": 2, "heart": 1}
     varied = [np.stack([lungs])] * 6 + [np.stack([one_part_left_out()])] * 4
     assert usual_part_counts(varied, ["cells"]) == {}  # 60 %: no usual count, no rule
-    assert not unusual_parts(one_part_left_out(), "cells", {})
-    assert not unusual_parts(empty, "lungs", {"lungs": 2})  # a class left out: not here
-    assert unusual_parts(one_part_left_out(), "lungs", {"lungs": 2})
+    assert judged_by(one_part_left_out(), "cells", {}) is None
+    assert judged_by(empty, "lungs", {"lungs": 2}) is None  # a class left out: not here
+    assert judged_by(one_part_left_out(), "lungs", {"lungs": 2}) == 2
     third = lungs.copy()
     third[105:125, 55:75] = True  # a blob the size of a part
-    assert part_count(third) == 3 and unusual_parts(third, "lungs", {"lungs": 2})
+    assert part_count(third) == 3
+    extra = score_from_grid("x", ["lungs"], third[None], third[None] * 0.9 + 0.05, 1.0,
+                            usual_parts={"lungs": 2})  # even where the model learnt it
+    assert extra.per_class["lungs"] == 0.0
+    assert extra.why["lungs"] == "3 parts where the folder's masks have 2"
 
 
 def test_a_part_left_out_scores_0_even_where_the_model_learnt_the_omission():
@@ -48,6 +52,7 @@ def test_a_part_left_out_scores_0_even_where_the_model_learnt_the_omission():
     seen = score_from_grid("x", ["lungs"], omitted[None], learnt, 1.0,
                            usual_parts={"lungs": 2})
     assert seen.per_class["lungs"] == 0.0 and seen.signals["parts_lungs"] == 1.0
+    assert seen.why["lungs"] == "1 part where the folder's masks have 2"
     clean = two_part()
     good = score_from_grid("x", ["lungs"], clean[None], clean[None] * 0.9 + 0.05, 1.0,
                            usual_parts={"lungs": 2})

@@ -126,6 +126,16 @@ def test_table_fills_and_refreshes_while_training(make_napari_viewer, qtbot, dat
     assert dict((n, s) for n, _, s in _table(w))[names[2]] == "reviewed"
     assert np.array_equal(np.asarray(heart.data[5]), edited["mask"])
     _assert_order(w)
+    # each quality's tooltip says why first: the image's worst class, a class's own term
+    from qtpy.QtCore import Qt
+
+    from napari_pal.scoring.reasons import image_reason
+
+    worst = w.state.scores[_table(w)[0][0]]
+    tips = [w.review_panel.proxy.index(0, c).data(Qt.ToolTipRole) for c in (1, 2)]
+    cls = w.review_panel.model.classes[0]
+    assert tips[0].splitlines()[0] == image_reason(worst) != ""
+    assert tips[1].splitlines()[0] == worst.why[cls] and f"dist_{cls}:" in tips[1]
     # the event loop kept running: the timer fired between refreshes and never stalled long
     assert all(b["ticks"] > a["ticks"] for a, b in zip(seen, seen[1:]))
     gaps = np.diff(ticks)

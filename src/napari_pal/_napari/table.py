@@ -13,6 +13,7 @@ from qtpy.QtCore import QAbstractTableModel, QSortFilterProxyModel, Qt
 from qtpy.QtGui import QColor
 
 from napari_pal._napari.state import UNREVIEWED
+from napari_pal.scoring.reasons import image_reason
 
 SORT_ROLE = Qt.UserRole + 1
 
@@ -116,11 +117,23 @@ class QualityModel(QAbstractTableModel):
         if role == Qt.ForegroundRole and number:
             return QColor(0, 0, 0)
         if role == Qt.ToolTipRole:
-            s = self.rows[row][1]
-            if s is None:
-                return "no masks: a draft (predicted, not scored)"
-            return "\n".join(f"{k}: {x:.3g}" for k, x in s.signals.items())
+            return self._tooltip(row, col)
         return None
+
+    def _tooltip(self, row: int, col: int) -> str | None:
+        """Why the cell's quality is what it is, then the raw signals behind it (a class's
+        own for a class column, all for the image's)."""
+        s = self.rows[row][1]
+        if s is None:
+            return "no masks: a draft (predicted, not scored)"
+        if 2 <= col <= 1 + len(self.classes):
+            cls = self.classes[col - 2]
+            reason = s.why.get(cls, "")
+            signals = {k: x for k, x in s.signals.items() if k.endswith(f"_{cls}")}
+        else:
+            reason, signals = image_reason(s), s.signals
+        lines = [f"{k}: {x:.3g}" for k, x in signals.items()]
+        return "\n".join([reason, "", *lines] if reason else lines)
 
     def name_at(self, row: int) -> str:
         return self.rows[row][0]

@@ -174,10 +174,10 @@ def _report(a, out: Path, text: str, verdicts, classes, drafts) -> None:
               f"mask{'s' if k > 1 else ''}"
               f"{'' if len(ok) == len(classes) else ' by ' + ', '.join(ok)}:")
         header = ["name", "quality", *(c if verdicts[c].reliable else f"{c}(unreliable)"
-                                       for c in classes)]
+                                       for c in classes), "why"]
         body = [[r["name"], f"{float(r['quality']):.3f}",
                  *(f"{float(r['quality_' + c]):.3f}" if verdicts[c].reliable else "-"
-                   for c in classes)] for r in scored[:WORST_SHOWN]]
+                   for c in classes), r["why"]] for r in scored[:WORST_SHOWN]]
         print(table(header, body))
     if drafts:
         shown = ", ".join(drafts[:WORST_SHOWN]) + (", ..." if len(drafts) > WORST_SHOWN else "")

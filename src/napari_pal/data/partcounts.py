@@ -54,12 +54,12 @@ def usual_part_counts(masks: Iterable[np.ndarray], classes: Sequence[str]
     return usual
 
 
-def unusual_parts(mask: np.ndarray, cls: str, usual: Mapping[str, int] | None) -> bool:
-    """Whether a non-empty mask of ``cls`` has another number of parts than the folder's
-    usual one (False where the class has none)."""
+def judged_by(mask: np.ndarray, cls: str, usual: Mapping[str, int] | None) -> int | None:
+    """The usual count a mask of ``cls`` is judged by: None for an empty mask or a class
+    with no usual count (nothing is judged by parts then)."""
     if not usual or cls not in usual or not np.any(mask):
-        return False
-    return part_count(mask) != usual[cls]
+        return None
+    return usual[cls]
 
 
-__all__ = ["USUAL_SHARE", "part_count", "unusual_parts", "usual_part_counts"]
+__all__ = ["USUAL_SHARE", "judged_by", "part_count", "usual_part_counts"]

@@ -60,8 +60,9 @@ from scipy import ndimage
 
 from napari_pal.data.errorkinds import parts
 from napari_pal.data.grid import grid_sample_of
-from napari_pal.data.partcounts import part_count, unusual_parts
+from napari_pal.data.partcounts import judged_by, part_count
 from napari_pal.method.inference import TrainedModel
+from napari_pal.scoring.reasons import class_reason, image_reason
 from napari_pal.scoring.strokes import grid_stroke_percents
 
 if TYPE_CHECKING:
@@ -84,6 +85,8 @@ class ImageScore:
     quality: float
     per_class: dict[str, float]
     signals: dict[str, float] = field(default_factory=dict)
+    #: per class, why it got its quality (``scoring.reasons``)
+    why: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -200,6 +203,7 @@ def score_from_grid(name: str, classes: list[str], masks: np.ndarray, probs: np.
     size = masks.shape[-1]
     signals: dict[str, float] = {}
     per_class: dict[str, float] = {}
+    why: dict[str, str] = {}
     for c, cls in enumerate(classes):
         mask, pred = masks[c].astype(bool), probs[c] > 0.5
         dice, dist, offset = boundary_signals(mask, pred)
@@ -214,18 +218,25 @@ def score_from_grid(name: str, classes: list[str], masks: np.ndarray, probs: np.
         signals[f"thick_{cls}"] = thick * image_scale
         signals[f"stray_{cls}"] = stray * image_scale
         signals[f"offset_{cls}"] = offset * image_scale
-        signals[f"parts_{cls}"] = float(part_count(mask))
+        parts, usual = part_count(mask), judged_by(mask, cls, usual_parts)
+        signals[f"parts_{cls}"] = float(parts)
+        terms = {"dist": dist, "dist_part": part, "dist_back": back,
+                 "thick": THICK_SHARE * thick, "stray": stray}
+        terms = {k: v * image_scale for k, v in terms.items()}  # px of the stored image
         percent = 100.0 * max(dist, part, back, THICK_SHARE * thick, stray) / size
         if strokes is not None:
-            signals[f"stroke_{cls}"] = float(strokes[c]) * size * image_scale / 100.0
+            signals[f"stroke_{cls}"] = terms["stroke"] = (float(strokes[c]) * size
+                                                          * image_scale / 100.0)
             percent = max(percent, float(strokes[c]))
-        if unusual_parts(mask, cls, usual_parts):
+        if usual is not None and parts != usual:
             percent = math.inf
         per_class[cls] = class_quality(percent)
+        why[cls] = class_reason(terms, offset=offset * image_scale, drawn=bool(mask.any()),
+                                seen=bool(pred.any()), parts=parts, usual_parts=usual)
     if qam_t is not None:
         signals["qam"] = float(lam * math.tanh(qam_t))
     quality = image_quality(per_class)
-    return ImageScore(name, quality, per_class, signals)
+    return ImageScore(name, quality, per_class, signals, why)
 
 
 def disagreement_map(masks: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -271,13 +282,15 @@ def analyse(model: TrainedModel, dataset: Dataset, *, maps: bool = True,
 def scores_csv(scores: Iterable[ImageScore], classes: Sequence[str], *,
                signals: bool = True, status: Mapping[str, str] | None = None,
                unscored: Iterable[str] = ()) -> str:
-    """The score table, worst first: name, quality, quality_<class>..., the raw signals and,
-    given ``status``, the review status; ``unscored`` names are listed last, blank."""
+    """The score table, worst first: name, quality, quality_<class>..., with ``signals``
+    the reason (``why``, :func:`image_reason`) and the raw signals, and, given ``status``,
+    the review status; ``unscored`` names are listed last, blank."""
     rows = sorted(scores, key=lambda s: (s.quality, s.name))
     signal_names = list(rows[0].signals) if rows and signals else []
+    why = ["why"] if signals else []
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["name", "quality", *(f"quality_{c}" for c in classes), *signal_names,
+    w.writerow(["name", "quality", *(f"quality_{c}" for c in classes), *why, *signal_names,
                 *(["status"] if status is not None else [])])
 
     def tail(name: str) -> list[str]:
@@ -285,7 +298,9 @@ def scores_csv(scores: Iterable[ImageScore], classes: Sequence[str], *,
 
     for s in rows:
         w.writerow([s.name, f"{s.quality:.6f}", *(f"{s.per_class[c]:.6f}" for c in classes),
+                    *([image_reason(s)] if signals else []),
                     *(f"{s.signals[k]:.6g}" for k in signal_names), *tail(s.name)])
     for name in sorted(unscored):
-        w.writerow([name, *[""] * (1 + len(classes) + len(signal_names)), *tail(name)])
+        w.writerow([name, *[""] * (1 + len(classes) + len(why) + len(signal_names)),
+                    *tail(name)])
     return buf.getvalue()
