@@ -68,9 +68,9 @@ def _table(w) -> list[tuple[str, str, str]]:
 def _assert_order(w) -> None:
     """Worst first over the reliable classes; by name (no ranking) when none is reliable."""
     names = [n for n, _, _ in _table(w)]
-    if w.review_panel.model.ranking_shown:
-        qualities = [w.state.scores[n].quality for n in names]
-        assert qualities == sorted(qualities)
+    if w.review_panel.model.ranking_shown:  # ties by name, as in scores.csv
+        keys = [(w.state.scores[n].quality, n) for n in names]
+        assert keys == sorted(keys)
     else:
         assert names == sorted(names)
 
@@ -254,3 +254,20 @@ def test_unlearnt_classes_are_not_ranked(make_napari_viewer, qtbot, data: Path,
         assert "no class is reliable" in text and headers[1] == "quality (unreliable)"
         assert {q for _, q, _ in _table(w)} == {"-"}
         assert [n for n, _, _ in _table(w)] == sorted(w.state.meta["names"])  # not a ranking
+
+
+def test_ties_are_shown_by_name_as_in_scores_csv(qtbot) -> None:
+    """A part left out and a class left out both score 0: the table and Alt+N list such
+    ties by name, the order of scores.csv, whatever order the scores came in."""
+    from qtpy.QtCore import Qt
+
+    from napari_pal._napari.table import QualityModel, QualityProxy
+    from napari_pal.scoring.quality import ImageScore
+
+    scores = [ImageScore(n, q, {"lungs": q}) for n, q in
+              (("c", 0.5), ("b", 0.0), ("d", 0.0), ("a", 0.0))]
+    model, proxy = QualityModel(), QualityProxy()
+    model.set_scores(["lungs"], scores, {})
+    proxy.setSourceModel(model)
+    proxy.sort(1, Qt.AscendingOrder)
+    assert [proxy.index(k, 0).data() for k in range(4)] == ["a", "b", "d", "c"]

@@ -199,7 +199,7 @@ class ReviewState:
     def worst_first(self, unreviewed_only: bool = False) -> list:
         return sorted((s for s in self.scores.values()
                        if not unreviewed_only or self.status.get(s.name) != REVIEWED),
-                      key=lambda s: s.quality)
+                      key=lambda s: (s.quality, s.name))
 
     # --- review status ----------------------------------------------------------------------
     def set_status(self, name: str, status: str) -> None:

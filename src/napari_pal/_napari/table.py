@@ -155,3 +155,12 @@ class QualityProxy(QSortFilterProxyModel):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setSortRole(SORT_ROLE)
+
+    def lessThan(self, left, right) -> bool:  # noqa: N802
+        """By the sort role, ties by image name: the order of scores.csv and of Alt+N (a
+        part left out and a class left out both score 0, so ties are common at the top)."""
+        a, b = left.data(SORT_ROLE), right.data(SORT_ROLE)
+        if a != b:
+            return a < b
+        source = self.sourceModel()
+        return source.name_at(left.row()) < source.name_at(right.row())
