@@ -67,3 +67,16 @@ def test_training_records_the_usual_counts_and_scoring_reads_them(tmp_path):
     assert load_checkpoint(tmp_path)["usual_parts"] == {"a": 1, "b": 1}
     assert TrainedModel.load(tmp_path).usual_parts == {"a": 1, "b": 1}
     assert TrainedModel.snapshot(trainer).usual_parts == {"a": 1, "b": 1}
+
+
+def test_part_counts_judge_only_the_classes_asked_for(tmp_path):
+    import pytest
+
+    from napari_pal.errors import PalError
+
+    trainer = Trainer(tiny_set(), tiny_config(epochs=1, part_counts="b"), tmp_path / "b")
+    assert trainer.usual_parts == {"b": 1}
+    assert Trainer(tiny_set(), tiny_config(epochs=1, part_counts="none"),
+                   tmp_path / "none").usual_parts == {}
+    with pytest.raises(PalError, match="part_counts names nodules, not a class of the data"):
+        Trainer(tiny_set(), tiny_config(epochs=1, part_counts="a,nodules"), tmp_path / "x")

@@ -19,7 +19,8 @@ from napari_pal.method.config import Setting, TrainConfig
 
 COMMON = ("strategy", "epochs", "size", "batch_size", "lr", "lam", "threads")
 LABELS = {"lam": "λ", "batch_size": "batch size", "qam_width": "QAM width",
-          "qam_input": "QAM input", "qam_loss": "QAM loss", "warmup_epochs": "warm-up epochs"}
+          "qam_input": "QAM input", "qam_loss": "QAM loss", "warmup_epochs": "warm-up epochs",
+          "part_counts": "part counts"}
 #: the widget's own defaults, where the CLI's do not fit an interactive viewer
 GUI_DEFAULTS = {"threads": (max(1, (os.cpu_count() or 2) - 1),
                             "; the widget leaves one core to the viewer")}

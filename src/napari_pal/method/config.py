@@ -74,6 +74,10 @@ class TrainConfig:
                              choices=QAM_LOSSES)
     anchor: float = _setting(1.0, "how strongly reviewed (trusted) masks pull the quality "
                              "module's scores a margin above the others (0: off)")
+    part_counts: str = _setting("all", "classes whose masks are judged by the folder's usual "
+                                "number of parts (a lung left out scores 0): all, none, or "
+                                "a comma list; leave out classes whose count varies by "
+                                "nature (e.g. nodules)")
     warmup_epochs: int = _setting(-1, "epochs of equal weights before re-weighting "
                                   "(-1: a fifth of the epochs)")
     stages: str = _setting("", "progressive resizing: SIZE:EPOCHS,... trains those first "
@@ -112,6 +116,23 @@ class TrainConfig:
             raise PalError(f"anchor must be 0 (off) or positive, got {self.anchor}")
         if self.lr <= 0 or self.lam <= 0:
             raise PalError("lr and lam must be positive")
+
+    def part_count_classes(self, classes: list[str]) -> list[str]:
+        """The classes of ``classes`` that ``part_counts`` names (PalError for a name that
+        is not one of them)."""
+        from napari_pal.errors import PalError
+
+        text = self.part_counts.strip()
+        if text in ("all", ""):
+            return list(classes)
+        if text == "none":
+            return []
+        named = [c.strip() for c in text.split(",") if c.strip()]
+        unknown = [c for c in named if c not in classes]
+        if unknown:
+            raise PalError(f"part_counts names {', '.join(unknown)}, not a class of the data "
+                           f"({', '.join(classes)}); give all, none or some of those")
+        return [c for c in classes if c in named]
 
     @property
     def warmup(self) -> int:

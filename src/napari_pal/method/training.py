@@ -119,6 +119,7 @@ class Trainer:
         if len(data) < 2:
             raise TrainingError("need at least two images to train")
         self.data, self.config, self.run_dir = data, config, Path(run_dir)
+        config.part_count_classes(list(data.classes))  # a class it names must exist: now
         self.truth = dict(truth or {})
         trusted = set(trusted)
         self.trusted = torch.tensor([n in trusted for n in data.names])
@@ -163,10 +164,13 @@ class Trainer:
         """The training masks' usual part count per class (``data.partcounts``), counted
         once on the grid masks, a chunk at a time; the checkpoint keeps it for scoring."""
         if self._usual_parts is None:
+            judged = self.config.part_count_classes(list(self.data.classes))
+            keep = [self.data.classes.index(c) for c in judged]
             n, masks = len(self.data), self.data.masks
-            chunks = (masks[list(range(s, min(s + 64, n)))].numpy() for s in range(0, n, 64))
+            chunks = (masks[list(range(s, min(s + 64, n)))].numpy()[:, keep]
+                      for s in range(0, n, 64)) if keep else iter(())
             self._usual_parts = usual_part_counts(
-                (m for chunk in chunks for m in chunk), self.data.classes)
+                (m for chunk in chunks for m in chunk), judged)
         return self._usual_parts
 
     def run(self) -> Iterator[Progress]:
