@@ -30,7 +30,7 @@ prediction and the given mask, distances in pixels of the image as stored:
 - ``stray``: how far from the predicted region lies the farthest piece of the mask that
   no predicted pixel touches (0 where every piece is touched): a stray blob of a few
   pixels adds little outline for ``dist`` and is too thin for ``thick``, but no clean
-  mask of ten measured folders (3,005 class masks) had such a piece, and every blob did;
+  mask of ten measured folders (3,405 class masks) had such a piece, and every blob did;
 - ``offset``: ``dist`` signed (+ over-drawn, - under-drawn);
 - ``dice``: overlap of mask and prediction;
 - ``qam``: the quality module's bounded score λ·tanh(t) for the image (strategies with a QAM).
