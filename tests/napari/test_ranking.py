@@ -136,6 +136,10 @@ def test_table_fills_and_refreshes_while_training(make_napari_viewer, qtbot, dat
     cls = w.review_panel.model.classes[0]
     assert tips[0].splitlines()[0] == image_reason(worst) != ""
     assert tips[1].splitlines()[0] == worst.why[cls] and f"dist_{cls}:" in tips[1]
+    w.review_panel.go_to(worst.name)  # the image shown says it too, under its name (when
+    label = w.review_panel.current_label.text().splitlines()  # the table is a ranking)
+    shown = [image_reason(worst)] if w.review_panel.model.ranking_shown else []
+    assert label[0].startswith(worst.name) and label[1:] == shown
     # the event loop kept running: the timer fired between refreshes and never stalled long
     assert all(b["ticks"] > a["ticks"] for a, b in zip(seen, seen[1:]))
     gaps = np.diff(ticks)
@@ -271,3 +275,23 @@ def test_ties_are_shown_by_name_as_in_scores_csv(qtbot) -> None:
     proxy.setSourceModel(model)
     proxy.sort(1, Qt.AscendingOrder)
     assert [proxy.index(k, 0).data() for k in range(4)] == ["a", "b", "d", "c"]
+
+
+def test_the_image_shown_says_why_its_quality_is_low(make_napari_viewer, data: Path,
+                                                     tmp_path: Path) -> None:
+    """Under the image's name: the worst class and the term that set its quality."""
+    from napari_pal.scoring.quality import ImageScore
+
+    viewer, w = _dock(make_napari_viewer, data, tmp_path)
+    names, classes = w.state.meta["names"], w.state.classes
+    fine = {c: "agrees with the model" for c in classes}
+    scores = {n: ImageScore(n, 0.9, dict.fromkeys(classes, 0.9), why=fine) for n in names}
+    missing = "1 part where the folder's masks have 2"
+    scores[names[3]] = ImageScore(names[3], 0.0, {**dict.fromkeys(classes, 0.9),
+                                                  classes[1]: 0.0},
+                                  why={**fine, classes[1]: missing})
+    w.state.update_ranking(scores, {}, None)
+    w.review_panel.go_to(names[3])
+    label = w.review_panel.current_label.text().splitlines()
+    assert label[0].startswith(f"{names[3]} (4/8") and "quality 0.000" in label[0]
+    assert label[1] == f"{classes[1]}: {missing}"

@@ -28,6 +28,7 @@ from napari_pal._napari.state import ACCEPTED, DRAFT, REVIEWED, UNREVIEWED, Revi
 from napari_pal._napari.table import QualityModel, QualityProxy
 from napari_pal._napari.viewer_slices import current_index, current_name, set_mask, slice_axis
 from napari_pal.errors import PalError
+from napari_pal.scoring.reasons import image_reason
 
 #: Keyboard shortcuts of the review actions.
 SHORTCUTS = {
@@ -167,9 +168,11 @@ class ReviewPanel(QWidget):
         meta, i = self.state.meta, current_index(self.viewer)
         s = self.state.scores.get(name)
         q = f" · quality {s.quality:.3f}" if s else ""
+        why = image_reason(s) if s and self.model.ranking_shown else ""  # what to look for
         h, w = meta["shapes"][i]
         self.current_label.setText(f"{name} ({i + 1}/{len(meta['names'])}, {w}×{h} px){q} · "
-                                   f"{self.state.status.get(name, UNREVIEWED)}")
+                                   f"{self.state.status.get(name, UNREVIEWED)}"
+                                   + (f"\n{why}" if why else ""))
 
     # --- moving through the images ------------------------------------------------------------
     def _on_row_selected(self, *args) -> None:
