@@ -173,7 +173,7 @@ def _without(monkeypatch, signals):
         monkeypatch.setattr(quality, "boundary_signals",
                             lambda m, p: (real(m, p)[0], 0.0, 0.0))
     if "part" in signals:
-        monkeypatch.setattr(quality, "worst_part_distance", lambda m, p: 0.0)
+        monkeypatch.setattr(quality, "worst_part_distance", lambda m, p, found=None: 0.0)
     if "back" in signals:
         monkeypatch.setattr(quality, "back_distance", lambda m, p: 0.0)
     if "thick" in signals:

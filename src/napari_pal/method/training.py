@@ -165,12 +165,11 @@ class Trainer:
         once on the grid masks, a chunk at a time; the checkpoint keeps it for scoring."""
         if self._usual_parts is None:
             judged = self.config.part_count_classes(list(self.data.classes))
-            keep = [self.data.classes.index(c) for c in judged]
             n, masks = len(self.data), self.data.masks
-            chunks = (masks[list(range(s, min(s + 64, n)))].numpy()[:, keep]
-                      for s in range(0, n, 64)) if keep else iter(())
-            self._usual_parts = usual_part_counts(
-                (m for chunk in chunks for m in chunk), judged)
+            chunks = (masks[list(range(s, min(s + 64, n)))].numpy() for s in range(0, n, 64))
+            usual = usual_part_counts((m for chunk in chunks for m in chunk),
+                                      self.data.classes) if judged else {}
+            self._usual_parts = {c: k for c, k in usual.items() if c in judged}
         return self._usual_parts
 
     def run(self) -> Iterator[Progress]:

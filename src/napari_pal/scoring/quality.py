@@ -60,7 +60,7 @@ from scipy import ndimage
 
 from napari_pal.data.errorkinds import parts
 from napari_pal.data.grid import grid_sample_of
-from napari_pal.data.partcounts import judged_by, part_count
+from napari_pal.data.partcounts import judged_by
 from napari_pal.method.inference import TrainedModel
 from napari_pal.scoring.reasons import class_reason, image_reason
 from napari_pal.scoring.strokes import grid_stroke_percents
@@ -123,16 +123,19 @@ def back_distance(mask: np.ndarray, pred: np.ndarray) -> float:
     return float(ndimage.distance_transform_edt(~_outline(mask))[_outline(parts)].mean())
 
 
-def worst_part_distance(mask: np.ndarray, pred: np.ndarray) -> float:
-    """The largest, over the mask's parts (``data.errorkinds.parts``: components of at
-    least a tenth of its area), of the mean distance in grid px of the part's outline from
-    the predicted outline (0 for an empty mask, inf where only the prediction is empty)."""
+def worst_part_distance(mask: np.ndarray, pred: np.ndarray,
+                        found: list[np.ndarray] | None = None) -> float:
+    """The largest, over the mask's parts (``found``, else ``data.errorkinds.parts``:
+    components of at least a tenth of its area), of the mean distance in grid px of the
+    part's outline from the predicted outline (0 for an empty mask, inf where only the
+    prediction is empty)."""
     if not mask.any():
         return 0.0
     if not pred.any():
         return math.inf
     to_pred = ndimage.distance_transform_edt(~_outline(pred))
-    return float(max(to_pred[_outline(part)].mean() for part in parts(mask)))
+    return float(max(to_pred[_outline(part)].mean()
+                     for part in (parts(mask) if found is None else found)))
 
 
 def stray_distance(mask: np.ndarray, pred: np.ndarray) -> float:
@@ -206,8 +209,9 @@ def score_from_grid(name: str, classes: list[str], masks: np.ndarray, probs: np.
     why: dict[str, str] = {}
     for c, cls in enumerate(classes):
         mask, pred = masks[c].astype(bool), probs[c] > 0.5
+        found = parts(mask)  # labelled once: the part count and the worst part's distance
         dice, dist, offset = boundary_signals(mask, pred)
-        part = worst_part_distance(mask, pred)
+        part = worst_part_distance(mask, pred, found)
         back = back_distance(mask, pred)
         thick = contradiction_radius(mask, probs[c])
         stray = stray_distance(mask, pred)
@@ -218,21 +222,21 @@ def score_from_grid(name: str, classes: list[str], masks: np.ndarray, probs: np.
         signals[f"thick_{cls}"] = thick * image_scale
         signals[f"stray_{cls}"] = stray * image_scale
         signals[f"offset_{cls}"] = offset * image_scale
-        parts, usual = part_count(mask), judged_by(mask, cls, usual_parts)
-        signals[f"parts_{cls}"] = float(parts)
-        terms = {"dist": dist, "dist_part": part, "dist_back": back,
-                 "thick": THICK_SHARE * thick, "stray": stray}
-        terms = {k: v * image_scale for k, v in terms.items()}  # px of the stored image
-        percent = 100.0 * max(dist, part, back, THICK_SHARE * thick, stray) / size
+        n_parts, usual = len(found), judged_by(mask, cls, usual_parts)
+        signals[f"parts_{cls}"] = float(n_parts)
+        grid_terms = {"dist": dist, "dist_part": part, "dist_back": back,
+                      "thick": THICK_SHARE * thick, "stray": stray}
+        percent = 100.0 * max(grid_terms.values()) / size
+        terms = {k: v * image_scale for k, v in grid_terms.items()}  # px of the stored image
         if strokes is not None:
             signals[f"stroke_{cls}"] = terms["stroke"] = (float(strokes[c]) * size
                                                           * image_scale / 100.0)
             percent = max(percent, float(strokes[c]))
-        if usual is not None and parts != usual:
+        if usual is not None and n_parts != usual:
             percent = math.inf
         per_class[cls] = class_quality(percent)
         why[cls] = class_reason(terms, offset=offset * image_scale, drawn=bool(mask.any()),
-                                seen=bool(pred.any()), parts=parts, usual_parts=usual)
+                                seen=bool(pred.any()), parts=n_parts, usual_parts=usual)
     if qam_t is not None:
         signals["qam"] = float(lam * math.tanh(qam_t))
     quality = image_quality(per_class)

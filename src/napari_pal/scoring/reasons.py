@@ -8,7 +8,6 @@ annotator knows what to look for before the disagreement map shows where.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 #: the worst part's and the predicted outline's distances count as the whole outline's
@@ -35,9 +34,7 @@ def class_reason(terms: Mapping[str, float], *, offset: float, drawn: bool, seen
     if not seen:
         return "drawn where the model sees nothing"
     term = max(TERMS, key=lambda t: terms.get(t, 0.0))
-    px = terms.get(term, 0.0)
-    if not math.isfinite(px):
-        return "drawn where the model sees nothing"
+    px = terms.get(term, 0.0)  # finite: every term is, where both mask and model have pixels
     if px == 0:
         return "agrees with the model"
     size = f"{px:.1f} px"
