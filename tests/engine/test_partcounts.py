@@ -1,8 +1,7 @@
 """The folder's usual part count: a part left out is seen even where the model learnt it."""
 
 import numpy as np
-from test_quality import two_part
-from tinydata import tiny_config, tiny_set
+from tinydata import tiny_config, tiny_set, two_part
 
 from napari_pal.data.errorkinds import apply_kind
 from napari_pal.data.partcounts import judged_by, part_count, usual_part_counts

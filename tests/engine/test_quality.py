@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from skimage.morphology import binary_dilation, binary_erosion, disk
+from tinydata import two_part
 
 from napari_pal.scoring.quality import (
     boundary_signals,
@@ -73,13 +74,6 @@ def test_shift_is_seen_by_distance_not_by_offset_and_stray_blobs_are_ignored():
 
 
 # --- every kind of annotator error ----------------------------------------------------------
-
-def two_part(size=128):
-    yy, xx = np.mgrid[:size, :size]
-    left = ((yy - 64) / 34) ** 2 + ((xx - 36) / 16) ** 2 <= 1
-    right = ((yy - 60) / 28) ** 2 + ((xx - 92) / 13) ** 2 <= 1
-    return left | right
-
 
 def _class_quality(mask, truth):
     """The class quality of ``mask`` when the model predicts ``truth`` confidently."""

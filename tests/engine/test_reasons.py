@@ -4,7 +4,7 @@ import re
 
 import numpy as np
 from skimage.morphology import binary_dilation, binary_erosion, disk
-from test_quality import two_part
+from tinydata import two_part
 
 from napari_pal.scoring.quality import score_from_grid, scores_csv
 from napari_pal.scoring.reasons import image_reason

@@ -31,3 +31,12 @@ def tiny_config(**kw):
     base = dict(epochs=3, size=32, batch_size=4, width=4, depth=2, qam_width=4,
                 warmup_epochs=1, precision="fp32", threads=1)
     return TrainConfig(**{**base, **kw})
+
+
+def two_part(size=128) -> np.ndarray:
+    """A two-part structure (a left and a right lung) as a bool mask: the quality, part
+    count and reason tests spoil it."""
+    yy, xx = np.mgrid[:size, :size]
+    left = ((yy - 64) / 34) ** 2 + ((xx - 36) / 16) ** 2 <= 1
+    right = ((yy - 60) / 28) ** 2 + ((xx - 92) / 13) ** 2 <= 1
+    return left | right
